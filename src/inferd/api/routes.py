@@ -1,0 +1,74 @@
+"""HTTP routes: authenticate, read, validate, hand to the chat service, encode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..chat.service import ChatService
+from ..engines.pool import EnginePool
+from ..library import Library, ModelSpec
+from ..settings import Settings
+from ..store.keys import KeyVerifier
+from .auth import authenticate
+from .body import read_json
+from .schemas import parse_chat_request
+from .sse import ClientGone, EventStreamResponse, events, until_disconnect
+
+
+async def chat_completions(request: Request) -> Response:
+    state = request.app.state
+    key_id = authenticate(request, state.verifier)
+    chat = parse_chat_request(await read_json(request, state.settings.max_body_bytes))
+    service: ChatService = state.service
+    try:
+        completion = await until_disconnect(request.receive, service.start(key_id, chat))
+        if chat.stream:
+            return EventStreamResponse(events(completion.chunks(chat.include_usage)), completion.headers)
+        body = await until_disconnect(request.receive, completion.body())
+    except ClientGone:
+        return Response(status_code=499)
+    return JSONResponse(body, headers=completion.headers)
+
+
+def model_card(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id, "object": "model", "created": spec.created, "owned_by": spec.owned_by,
+        "context_length": spec.context_length,
+        "architecture": {"input_modalities": list(spec.input_modalities), "output_modalities": ["text"]},
+        "supported_parameters": list(spec.supported_parameters),
+    }
+
+
+async def list_models(request: Request) -> Response:
+    authenticate(request, request.app.state.verifier)
+    library: Library = request.app.state.library
+    return JSONResponse({"object": "list", "data": [model_card(spec) for spec in library]})
+
+
+async def get_model(request: Request) -> Response:
+    authenticate(request, request.app.state.verifier)
+    return JSONResponse(model_card(request.app.state.library.get(request.path_params["model_id"])))
+
+
+async def health(request: Request) -> Response:
+    pool: EnginePool = request.app.state.pool
+    report = pool.health()
+    return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
+
+
+def routes() -> list[Route]:
+    table = []
+    for prefix in ("/api/v1", "/v1"):
+        table += [
+            Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]),
+            Route(f"{prefix}/models", list_models, methods=["GET"]),
+            Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
+        ]
+    return table + [Route("/health", health, methods=["GET"])]
+
+
+__all__ = ["routes", "Settings", "KeyVerifier"]

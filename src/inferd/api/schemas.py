@@ -1,0 +1,176 @@
+"""Wire schema of POST /chat/completions: the seed contract's types and ranges, checked exactly.
+
+Every failure raises ``InvalidRequest`` naming the offending ``param`` (a field path such as
+``messages[0].content``). Nothing here knows about models or engines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import InvalidRequest
+
+ROLES = ("system", "user", "assistant", "tool")
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+PART_TYPES = ("text", "image_url", "video_url")
+# fields the contract itself handles; any other top-level field is reported as ignored
+ENVELOPE = ("model", "messages", "stream", "stream_options", "max_completion_tokens")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    include_usage: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # seed parameters the client gave
+    unknown: tuple[str, ...] = ()  # top-level fields outside the contract
+
+    @property
+    def modalities(self) -> set[str]:
+        kinds = {"text"}
+        for message in self.messages:
+            if isinstance(message.get("content"), list):
+                kinds.update(p["type"].removesuffix("_url") for p in message["content"])
+        return kinds
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(low: float, high: float, *, low_open: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> float:
+        if not _is_number(value):
+            raise InvalidRequest(f"'{name}' must be a number, got {_show(value)}.", param=name, code="invalid_type")
+        if value < low or value > high or (low_open and value == low):
+            bracket = "(" if low_open else "["
+            raise InvalidRequest(f"'{name}' must be in {bracket}{low:g}, {high:g}], got {value}.", param=name)
+        return float(value)
+    return check
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidRequest(f"'{name}' must be an integer, got {_show(value)}.", param=name, code="invalid_type")
+        if value < low or (high is not None and value > high):
+            limit = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise InvalidRequest(f"'{name}' must be {limit}, got {value}.", param=name)
+        return value
+    return check
+
+
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be a boolean, got {_show(value)}.", param=name, code="invalid_type")
+    return value
+
+
+def effort(name: str, value: Any) -> str:
+    if value not in EFFORTS:
+        raise InvalidRequest(f"'{name}' must be one of {', '.join(EFFORTS)}; got {_show(value)}.", param=name)
+    return value
+
+
+def template_kwargs(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{name}' must be an object, got {_show(value)}.", param=name, code="invalid_type")
+    if "thinking" in value and value["thinking"] is not None:
+        boolean(f"{name}.thinking", value["thinking"])
+    return value
+
+
+SEED_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "temperature": number(0, 2),
+    "top_p": number(0, 1),
+    "top_k": integer(0, 100),
+    "min_p": number(0, 1),
+    "repetition_penalty": number(0, 100, low_open=True),
+    "max_tokens": integer(1),
+    "reasoning_effort": effort,
+    "separate_reasoning": boolean,
+    "chat_template_kwargs": template_kwargs,
+}
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required: a model id from GET /api/v1/models.", param="model",
+                             code="missing_required_parameter" if model is None else "invalid_type")
+    params = {name: check(name, body[name]) for name, check in SEED_FIELDS.items() if body.get(name) is not None}
+    if body.get("max_completion_tokens") is not None and "max_tokens" not in params:
+        params["max_tokens"] = integer(1)("max_completion_tokens", body["max_completion_tokens"])
+    return ChatRequest(
+        model=model,
+        messages=_messages(body.get("messages")),
+        stream=boolean("stream", body["stream"]) if body.get("stream") is not None else False,
+        include_usage=_include_usage(body.get("stream_options")),
+        params=params,
+        unknown=tuple(k for k in body if k not in SEED_FIELDS and k not in ENVELOPE),
+    )
+
+
+def _include_usage(options: Any) -> bool:
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object.", param="stream_options", code="invalid_type")
+    value = options.get("include_usage")
+    return boolean("stream_options.include_usage", value) if value is not None else False
+
+
+def _messages(messages: Any) -> list[dict[str, Any]]:
+    if messages is None:
+        raise InvalidRequest("'messages' is required: a non-empty array of messages.", param="messages",
+                             code="missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array.", param="messages",
+                             code="invalid_type" if not isinstance(messages, list) else "invalid_value")
+    for i, message in enumerate(messages):
+        _message(f"messages[{i}]", message)
+    return messages
+
+
+def _message(path: str, message: Any) -> None:
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"'{path}' must be an object with 'role' and 'content'.", param=path, code="invalid_type")
+    role = message.get("role")
+    if role not in ROLES:
+        raise InvalidRequest(f"'{path}.role' must be one of {', '.join(ROLES)}; got {_show(role)}.",
+                             param=f"{path}.role")
+    content = message.get("content")
+    if content is None and role == "assistant":
+        return  # an assistant turn may carry only tool calls
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{path}.content' must be a string or an array of content parts.",
+                             param=f"{path}.content", code="invalid_type")
+    for j, part in enumerate(content):
+        _part(f"{path}.content[{j}]", part)
+
+
+def _part(path: str, part: Any) -> None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind not in PART_TYPES:
+        raise InvalidRequest(f"'{path}.type' must be one of {', '.join(PART_TYPES)}; got {_show(kind)}.",
+                             param=f"{path}.type")
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise InvalidRequest(f"'{path}.text' must be a string.", param=f"{path}.text", code="invalid_type")
+        return
+    media = part.get(kind)
+    if not isinstance(media, dict) or not isinstance(media.get("url"), str) or not media["url"]:
+        raise InvalidRequest(f"'{path}.{kind}.url' must be a non-empty string (a data: or http(s) URL).",
+                             param=f"{path}.{kind}.url", code="invalid_type")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,81 @@
+"""Server-sent events, and responses that stop their work when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator, Awaitable, TypeVar
+
+from starlette.types import Receive, Scope, Send
+
+from ..errors import APIError, internal_error
+
+log = logging.getLogger("inferd")
+T = TypeVar("T")
+DONE = b"data: [DONE]\n\n"
+
+
+def event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+async def events(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Chunks as SSE events; an error after the start goes out as an error event, then [DONE]."""
+    try:
+        async for chunk in chunks:
+            yield event(chunk)
+    except APIError as exc:
+        yield event(exc.body())
+    except Exception:
+        log.exception("error during a stream")
+        yield event(internal_error().body())
+    yield DONE
+
+
+class ClientGone(Exception):
+    """The client disconnected before the work was done; the work has been cancelled."""
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Run ``work``; if the client disconnects first, cancel it, wait for it, raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ClientGone()
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EventStreamResponse:
+    """An SSE response whose body generator is closed (aborting the generation) on disconnect."""
+
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        self._body = body
+        self._headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                         (b"x-accel-buffering", b"no")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+        try:
+            await until_disconnect(receive, self._send_all(send))
+        except (ClientGone, OSError):
+            pass
+        finally:
+            await self._body.aclose()  # type: ignore[attr-defined]
+
+    async def _send_all(self, send: Send) -> None:
+        async for data in self._body:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

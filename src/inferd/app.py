@@ -1,0 +1,71 @@
+"""create_app(settings): routes, one error renderer, and the lifespan (store, library, engines)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .api.routes import routes
+from .chat.service import ChatService
+from .engines.pool import EnginePool
+from .errors import APIError, MethodNotAllowed, NotFound, internal_error
+from .library import Library, load_library
+from .settings import Settings
+from .store import Store
+from .store.keys import KeyVerifier
+
+log = logging.getLogger("inferd")
+
+
+def render(exc: APIError) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return render(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return render(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
+    return render(NotFound(f"No route {request.method} {request.url.path}. The API lives under /api/v1."))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return render(internal_error())
+
+
+def create_app(settings: Settings, library: Library | None = None) -> Starlette:
+    library = library if library is not None else load_library(settings.library)
+    store = Store(settings.db_path)
+    pool = EnginePool(library, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = asyncio.get_running_loop().run_in_executor(None, pool.load_all)
+        try:
+            yield
+        finally:
+            await asyncio.wait_for(asyncio.shield(loading), timeout=None)
+            await pool.close()
+            store.close()
+
+    app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={
+        APIError: on_api_error, HTTPException: on_http_error, Exception: on_unexpected})
+    app.state.settings = settings
+    app.state.library = library
+    app.state.store = store
+    app.state.verifier = KeyVerifier(store)
+    app.state.pool = pool
+    app.state.service = ChatService(library, pool, store, settings)
+    return app

@@ -1,0 +1,111 @@
+"""What a chat completion means: model lookup, parameter policy, defaults, engine call, usage."""
+
+from __future__ import annotations
+
+import time
+from typing import AsyncIterator, Callable
+
+from ..api.schemas import ChatRequest
+from ..engines.base import Delta, Engine, GenerationRequest, Usage
+from ..engines.pool import EnginePool
+from ..errors import InvalidRequest
+from ..library import Library, ModelSpec
+from ..settings import Settings
+from ..store import Store
+from .chunks import Envelope
+from .params import enforce_policy, ignored_parameters, sampling
+
+
+class ChatService:
+    def __init__(self, library: Library, pool: EnginePool, store: Store, settings: Settings) -> None:
+        self._library = library
+        self._pool = pool
+        self._store = store
+        self._settings = settings
+
+    async def start(self, key_id: int, chat: ChatRequest) -> "Completion":
+        """Validate against the model and start generating; errors raise before any output."""
+        spec = self._library.get(chat.model)
+        _check_modalities(spec, chat)
+        ignored = ignored_parameters(spec, chat.params, chat.unknown)
+        enforce_policy(spec, ignored, self._settings.strict_params)
+        request = GenerationRequest(messages=chat.messages, sampling=sampling(spec, chat.params))
+        engine = self._pool.acquire(spec)
+        completion = Completion(Envelope(model=spec.id), engine, request, lambda usage: self._finish(spec, key_id, usage))
+        completion.headers = {"X-Inferd-Ignored-Params": ", ".join(ignored)} if ignored else {}
+        await completion.open()
+        return completion
+
+    def _finish(self, spec: ModelSpec, key_id: int, usage: Usage | None) -> None:
+        self._pool.release(spec)
+        if usage is not None:
+            self._store.write_later(
+                "INSERT INTO usage (key_id, model, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key_id, spec.id, usage.prompt_tokens, usage.completion_tokens, time.time()))
+
+
+def _check_modalities(spec: ModelSpec, chat: ChatRequest) -> None:
+    missing = sorted(chat.modalities - set(spec.input_modalities))
+    if missing:
+        raise InvalidRequest(f"Model '{spec.id}' does not accept {missing[0]} input (it accepts: "
+                             f"{', '.join(spec.input_modalities)}).", param="messages", code="unsupported_modality")
+
+
+class Completion:
+    """One generation in flight: read it as stream chunks or as one body, then it closes itself."""
+
+    headers: dict[str, str]
+
+    def __init__(self, envelope: Envelope, engine: Engine, request: GenerationRequest,
+                 on_done: Callable[[Usage | None], None]) -> None:
+        self.envelope = envelope
+        self._deltas = engine.generate(request)
+        self._on_done: Callable[[Usage | None], None] | None = on_done
+        self._first: Delta | None = None
+        self._usage: Usage | None = None
+
+    async def open(self) -> None:
+        try:
+            self._first = await anext(self._deltas)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _all(self) -> AsyncIterator[Delta]:
+        try:
+            if self._first is not None:
+                yield self._first
+            async for delta in self._deltas:
+                yield delta
+        finally:
+            await self.aclose()
+
+    async def chunks(self, include_usage: bool) -> AsyncIterator[dict]:
+        yield self.envelope.chunk({"role": "assistant", "content": ""})
+        async for delta in self._all():
+            if delta.content:
+                yield self.envelope.chunk({"content": delta.content})
+            if delta.finish_reason is not None:
+                self._usage = delta.usage
+                yield self.envelope.chunk({}, delta.finish_reason)
+                if include_usage and delta.usage is not None:
+                    yield self.envelope.usage_chunk(delta.usage)
+
+    async def body(self) -> dict:
+        parts: list[str] = []
+        finish, usage = "stop", Usage(0, 0)
+        async for delta in self._all():
+            parts.append(delta.content)
+            if delta.finish_reason is not None:
+                finish, usage = delta.finish_reason, delta.usage or usage
+                self._usage = usage
+        return self.envelope.completion("".join(parts), finish, usage)
+
+    async def aclose(self) -> None:
+        if self._on_done is None:
+            return
+        done, self._on_done = self._on_done, None
+        try:
+            await self._deltas.aclose()
+        finally:
+            done(self._usage)

@@ -1,0 +1,60 @@
+"""The engine seam: one small protocol every backend implements.
+
+``generate`` yields ``Delta`` objects; closing the iterator (``aclose``) aborts the
+generation and frees its slot. Errors that belong to the request (context too long,
+engine busy) are raised as ``APIError`` before the first delta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    repetition_penalty: float
+    max_tokens: int | None  # None: until the context is full
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: list[dict[str, Any]]
+    sampling: Sampling
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Delta:
+    content: str = ""
+    finish_reason: str | None = None  # "stop" | "length" on the last delta
+    usage: Usage | None = None  # on the last delta
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    context_length: int
+    parallel: int
+
+
+class Engine(Protocol):
+    capabilities: Capabilities
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]: ...
+
+    async def close(self) -> None: ...

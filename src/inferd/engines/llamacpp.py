@@ -1,0 +1,173 @@
+"""llama.cpp in-process through ``xllamacpp``: llama.cpp's own server loop, continuous batching.
+
+Each request runs ``Server.handle_chat_completions`` on a worker thread; chunks come back
+through a callback on that thread and are handed to the event loop. Returning ``True`` from
+the callback stops the generation, which is how closing the iterator aborts it.
+
+``xllamacpp.Server`` also opens llama.cpp's HTTP listener on a random loopback port. It is
+guarded by a random key that lives only in this process's memory (never logged), its web UI
+is off, and inferd uses it only to count prompt tokens (``/apply-template``, ``/tokenize``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+
+from ..errors import ContextLengthExceeded, EngineFailure, InvalidRequest
+from ..library import ModelSpec
+from ..settings import Settings
+from .base import Capabilities, Delta, GenerationRequest, Usage
+
+# temperature first, then the truncations, as in the OpenAI/HF semantics; nothing else in the chain
+SAMPLER_ORDER = ["penalties", "temperature", "top_k", "top_p", "min_p"]
+_END = object()
+
+
+class LlamaCppEngine:
+    def __init__(self, spec: ModelSpec, model_path: Path, settings: Settings) -> None:
+        import xllamacpp  # optional dependency: imported only when this engine is chosen
+
+        self.capabilities = Capabilities(context_length=spec.context_length, parallel=spec.parallel)
+        self._key = secrets.token_urlsafe(32)
+        self._server = xllamacpp.Server(_params(xllamacpp, spec, model_path, settings, self._key))
+        self._pool = ThreadPoolExecutor(spec.parallel + settings.max_queue, thread_name_prefix=f"llamacpp-{spec.id}")
+        self._listener = httpx.AsyncClient(
+            base_url=self._server.listening_address, headers={"Authorization": f"Bearer {self._key}"}, timeout=30)
+        self._overhead: tuple[int, int] | None = None
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        messages = [_flatten(m) for m in request.messages]
+        if request.sampling.max_tokens is not None:
+            await self._check_context(messages, request.sampling.max_tokens)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return stop.is_set()
+
+        future = loop.run_in_executor(self._pool, self._server.handle_chat_completions,
+                                      self._body(messages, request), on_chunk)
+        future.add_done_callback(lambda _: queue.put_nowait(_END))
+        try:
+            async for delta in _deltas(queue):
+                yield delta
+        finally:
+            stop.set()
+
+    def _body(self, messages: list[dict[str, Any]], request: GenerationRequest) -> dict[str, Any]:
+        s = request.sampling
+        body: dict[str, Any] = {
+            "messages": messages, "stream": True, "stream_options": {"include_usage": True},
+            "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
+            "repeat_penalty": s.repetition_penalty,
+            # the whole context (prompt included) is the penalty window, not llama.cpp's 64 tokens
+            "repeat_last_n": self.capabilities.context_length if s.repetition_penalty != 1.0 else 0,
+            "n_predict": s.max_tokens if s.max_tokens is not None else -1,
+            "samplers": SAMPLER_ORDER,
+        }
+        if request.chat_template_kwargs:
+            body["chat_template_kwargs"] = request.chat_template_kwargs
+        return body
+
+    async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int) -> None:
+        """Prompt + max_tokens must fit; count exactly only when a cheap upper bound says it may not."""
+        limit = self.capabilities.context_length
+        base, per_message = await self._template_overhead()
+        text_bytes = sum(len(str(m.get("content") or "").encode()) for m in messages)
+        if base + per_message * len(messages) + text_bytes + max_tokens <= limit:
+            return
+        prompt_tokens = await self.count_prompt_tokens(messages)
+        if prompt_tokens + max_tokens > limit:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in "
+                f"max_tokens). Reduce the length of the messages or max_tokens.", param="messages")
+
+    async def _template_overhead(self) -> tuple[int, int]:
+        if self._overhead is None:
+            one = await self.count_prompt_tokens([{"role": "user", "content": ""}])
+            two = await self.count_prompt_tokens([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
+            self._overhead = (one, max(two - one, 1) + 4)  # +4: a word-boundary token per message
+        return self._overhead
+
+    async def count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        rendered = await self._listener.post("/apply-template", json={"messages": messages})
+        if rendered.status_code != 200:
+            raise InvalidRequest(f"The chat template could not render these messages: {rendered.text[:300]}",
+                                 param="messages")
+        tokens = await self._listener.post(
+            "/tokenize", json={"content": rendered.json()["prompt"], "add_special": True, "parse_special": True})
+        return len(tokens.json()["tokens"])
+
+    async def close(self) -> None:
+        await self._listener.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._server = None  # type: ignore[assignment]  # its destructor stops llama.cpp's loop
+
+
+async def _deltas(queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
+    finish: str | None = None
+    while (chunk := await queue.get()) is not _END:
+        if "error" in chunk:
+            raise _engine_error(chunk["error"])
+        if chunk.get("usage"):
+            yield Delta(finish_reason=finish or "stop", usage=_usage(chunk["usage"]))
+            return
+        for choice in chunk.get("choices", ()):
+            finish = choice.get("finish_reason") or finish
+            if text := choice.get("delta", {}).get("content"):
+                yield Delta(content=text)
+    raise EngineFailure("The engine ended the generation without a result.")
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return Usage(prompt_tokens=raw["prompt_tokens"], completion_tokens=raw["completion_tokens"], cached_tokens=cached)
+
+
+def _engine_error(error: dict[str, Any]) -> Exception:
+    message = str(error.get("message", "engine error"))
+    if error.get("type") == "exceed_context_size_error":
+        return ContextLengthExceeded(
+            f"This model's maximum context length is {error.get('n_ctx')} tokens, but the messages take "
+            f"{error.get('n_prompt_tokens')} tokens. Reduce the length of the messages.", param="messages")
+    if error.get("code") == 400:
+        return InvalidRequest(message, param="messages")
+    return EngineFailure(f"The engine failed: {message}")
+
+
+def _flatten(message: dict[str, Any]) -> dict[str, Any]:
+    """Text-only part arrays become one string, which every chat template understands."""
+    content = message.get("content")
+    if isinstance(content, list) and all(p.get("type") == "text" for p in content):
+        return {**message, "content": "".join(p["text"] for p in content)}
+    return message
+
+
+def _params(xllamacpp: Any, spec: ModelSpec, model_path: Path, settings: Settings, key: str) -> Any:
+    import os
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model_path)
+    params.n_parallel = spec.parallel
+    params.n_ctx = spec.context_length * spec.parallel  # llama.cpp splits n_ctx evenly across slots
+    threads = settings.threads or os.cpu_count() or 1
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.ctx_shift = False  # a full context ends the generation (finish_reason "length")
+    params.warmup = False
+    params.api_keys = [key]
+    params.ui = False
+    params.endpoint_slots = False
+    if spec.chat_template:
+        params.chat_template = spec.chat_template
+    return params

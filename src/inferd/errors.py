@@ -1,0 +1,100 @@
+"""The APIError tree: each class carries its HTTP status and OpenAI error type/code.
+
+Exactly one place (``render``) turns an error into the OpenAI wire shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(APIError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class AuthenticationFailed(APIError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Missing or invalid API key. Send 'Authorization: Bearer <key>'; create a key with "
+            "'inferd keys create --name NAME'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class NotFound(APIError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(APIError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class Unavailable(APIError):
+    """Temporarily unable to serve: the client should retry after ``Retry-After`` seconds."""
+
+    status = 503
+    type = "server_error"
+    code = "server_overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
+
+
+class EngineFailure(APIError):
+    status = 502
+    type = "server_error"
+    code = "engine_error"
+
+
+class ModelSourceError(Exception):
+    """A model file could not be assembled or verified (raised at start-up, not per request)."""
+
+
+def internal_error() -> APIError:
+    return APIError("The server hit an internal error; it has been logged.")

@@ -1,0 +1,119 @@
+"""The Model Library: model id -> ModelSpec (engine, file, capabilities, defaults).
+
+The library is data: a TOML file. The packaged default lives beside this module
+(``models.toml``); ``--library FILE`` replaces it with the user's own.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelNotFound
+
+SEED_SAMPLING = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repetition_penalty")
+SEED_PARAMETERS = SEED_SAMPLING + (
+    "reasoning_effort", "separate_reasoning", "chat_template_kwargs", "stream",
+)
+MODALITIES = ("text", "image", "video")
+
+
+@dataclass(frozen=True)
+class PackageSource:
+    """A model file split into chunks that ship as data files of PyPI packages."""
+
+    packages: tuple[str, ...]
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    engine: str
+    context_length: int
+    parallel: int
+    filename: str
+    file: Path | None = None  # an existing GGUF; else assembled from ``source``
+    source: PackageSource | None = None
+    input_modalities: tuple[str, ...] = ("text",)
+    supported_parameters: tuple[str, ...] = SEED_SAMPLING + ("stream",)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    chat_template: str | None = None
+    owned_by: str = "inferd"
+    created: int = 0
+
+    def model_path(self, models_dir: Path) -> Path:
+        return self.file if self.file is not None else models_dir / self.filename
+
+    def supports(self, parameter: str) -> bool:
+        return parameter in self.supported_parameters
+
+
+class Library:
+    def __init__(self, specs: list[ModelSpec]) -> None:
+        self._specs = {spec.id: spec for spec in specs}
+
+    def __iter__(self):
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def get(self, model_id: str) -> ModelSpec:
+        try:
+            return self._specs[model_id]
+        except KeyError:
+            raise ModelNotFound(
+                f"The model '{model_id}' does not exist. Available models: {', '.join(self._specs)}.",
+                param="model",
+            ) from None
+
+
+def load_library(path: Path | None = None) -> Library:
+    if path is None:
+        text = files("inferd").joinpath("models.toml").read_text(encoding="utf-8")
+        base = Path.cwd()
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+        base = Path(path).resolve().parent
+    data = tomllib.loads(text)
+    return Library([_spec(entry, base) for entry in data.get("models", [])])
+
+
+def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
+    entry = dict(entry)
+    model_id = entry.pop("id")
+    source = entry.pop("source", None)
+    file = entry.pop("file", None)
+    if (source is None) == (file is None):
+        raise ValueError(f"library entry '{model_id}': give exactly one of 'file' or 'source'")
+    template_file = entry.pop("chat_template_file", None)
+    if template_file is not None:
+        entry["chat_template"] = (base / template_file).read_text(encoding="utf-8")
+    path = (base / Path(file).expanduser()) if file is not None else None
+    _check_names(model_id, entry)
+    return ModelSpec(
+        id=model_id,
+        engine=entry.pop("engine", "llamacpp"),
+        context_length=int(entry.pop("context_length")),
+        parallel=int(entry.pop("parallel", 1)),
+        filename=entry.pop("filename", path.name if path else f"{model_id}.gguf"),
+        file=path,
+        source=PackageSource(tuple(source["packages"]), source["sha256"], int(source["size"])) if source else None,
+        input_modalities=tuple(entry.pop("input_modalities", ("text",))),
+        supported_parameters=tuple(entry.pop("supported_parameters", SEED_SAMPLING + ("stream",))),
+        defaults=dict(entry.pop("defaults", {})),
+        **entry,
+    )
+
+
+def _check_names(model_id: str, entry: dict[str, Any]) -> None:
+    unknown = [p for p in entry.get("supported_parameters", ()) if p not in SEED_PARAMETERS]
+    unknown += [m for m in entry.get("input_modalities", ()) if m not in MODALITIES]
+    unknown += [d for d in entry.get("defaults", {}) if d not in SEED_PARAMETERS]
+    if unknown:
+        raise ValueError(f"library entry '{model_id}': unknown names {unknown}")

@@ -1,0 +1,78 @@
+"""One Settings object: the only place where environment variables are read."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "INFERD_"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "inferd"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = field(default_factory=default_data_dir)
+    library: Path | None = None  # None: the packaged default library
+    strict_params: bool = False  # unsupported parameters: 400 instead of ignore + header
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_queue: int = 32  # requests waiting per model beyond its parallel slots
+    threads: int = 0  # engine CPU threads; 0: all cores
+    log_level: str = "info"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "inferd.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
+        """Apply non-None values (e.g. parsed CLI flags) on top of these settings."""
+        known = {f.name for f in fields(self)}
+        given = {k: v for k, v in overrides.items() if k in known and v is not None}
+        return _coerced(replace(self, **given))
+
+
+def _coerced(settings: Settings) -> Settings:
+    data_dir = Path(settings.data_dir).expanduser()
+    library = Path(settings.library).expanduser() if settings.library else None
+    return replace(settings, data_dir=data_dir, library=library)
+
+
+def _parse(raw: str, kind: type) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind is int:
+        return int(raw)
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then INFERD_* environment variables, then explicit overrides (CLI flags)."""
+    env = os.environ if environ is None else environ
+    types = {"port": int, "max_body_bytes": int, "max_queue": int, "threads": int, "strict_params": bool}
+    from_env = {}
+    for f in fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            from_env[f.name] = _parse(raw, types.get(f.name, str))
+    return Settings().with_overrides(from_env).with_overrides(overrides)
