@@ -89,7 +89,7 @@ def _when(timestamp: float | None) -> str:
 
 def show_models(settings: Settings) -> int:
     for spec in load_library(settings.library):
-        path = spec.model_path(settings.models_dir)
+        path = spec.model_path(settings.model_files_dir)
         state = "present" if path.is_file() else "not assembled yet"
         print(f"{spec.id:<32} engine={spec.engine} context={spec.context_length} parallel={spec.parallel} "
               f"input={'+'.join(spec.input_modalities)} file={path} ({state})")

@@ -22,6 +22,7 @@ class Settings:
     port: int = 8000
     data_dir: Path = field(default_factory=default_data_dir)
     library: Path | None = None  # None: the packaged default library
+    models_dir: Path | None = None  # None: <data_dir>/models; assembled model files live here
     strict_params: bool = False  # unsupported parameters: 400 instead of ignore + header
     max_body_bytes: int = 20 * 1024 * 1024
     max_queue: int = 32  # requests waiting per model beyond its parallel slots
@@ -33,8 +34,8 @@ class Settings:
         return self.data_dir / "inferd.sqlite3"
 
     @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
+    def model_files_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     @property
     def is_loopback(self) -> bool:
@@ -55,7 +56,8 @@ class Settings:
 def _coerced(settings: Settings) -> Settings:
     data_dir = Path(settings.data_dir).expanduser()
     library = Path(settings.library).expanduser() if settings.library else None
-    return replace(settings, data_dir=data_dir, library=library)
+    models_dir = Path(settings.models_dir).expanduser() if settings.models_dir else None
+    return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir)
 
 
 def _parse(raw: str, kind: type) -> Any:

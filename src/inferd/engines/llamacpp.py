@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from ..errors import ContextLengthExceeded, EngineFailure, InvalidRequest
+from ..errors import ContextLengthExceeded, EngineFailure, InvalidRequest, ModelSourceError
 from ..library import ModelSpec
 from ..settings import Settings
 from .base import Capabilities, Delta, GenerationRequest, Usage
@@ -36,7 +36,11 @@ class LlamaCppEngine:
 
         self.capabilities = Capabilities(context_length=spec.context_length, parallel=spec.parallel)
         self._key = secrets.token_urlsafe(32)
-        self._server = xllamacpp.Server(_params(xllamacpp, spec, model_path, settings, self._key))
+        _check_gguf(spec, model_path)
+        try:
+            self._server = xllamacpp.Server(_params(xllamacpp, spec, model_path, settings, self._key))
+        except RuntimeError as exc:
+            raise ModelSourceError(f"model '{spec.id}': llama.cpp could not load {model_path} ({exc})") from None
         self._pool = ThreadPoolExecutor(spec.parallel + settings.max_queue, thread_name_prefix=f"llamacpp-{spec.id}")
         self._listener = httpx.AsyncClient(
             base_url=self._server.listening_address, headers={"Authorization": f"Bearer {self._key}"}, timeout=30)
@@ -151,6 +155,12 @@ def _flatten(message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(content, list) and all(p.get("type") == "text" for p in content):
         return {**message, "content": "".join(p["text"] for p in content)}
     return message
+
+
+def _check_gguf(spec: ModelSpec, path: Path) -> None:
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelSourceError(f"model '{spec.id}': {path} is not a GGUF file (corrupt or wrong format)")
 
 
 def _params(xllamacpp: Any, spec: ModelSpec, model_path: Path, settings: Settings, key: str) -> Any:

@@ -39,7 +39,7 @@ class EnginePool:
         for spec in self._library:
             state = self._states[spec.id]
             try:
-                path = ensure_model_file(spec, self._settings.models_dir)
+                path = ensure_model_file(spec, self._settings.model_files_dir)
                 state.engine = load_engine(spec, path, self._settings)
                 state.status = "ready"
                 log.info("model %s ready (%s)", spec.id, path)

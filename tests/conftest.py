@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import openai
+import pytest
+
+from .harness import Server
+
+QWEN = "qwen2.5-coder-0.5b-instruct"
+GEMMA = "gemma-3-270m"
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One models folder per test run: the packaged models are assembled and verified once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Server]:
+    """The real server on the packaged default Model Library."""
+    srv = Server(tmp_path_factory.mktemp("data"), models_dir)
+    try:
+        srv.wait_health()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def api_key(server: Server) -> str:
+    return server.create_key("tests")
+
+
+@pytest.fixture()
+def http(server: Server, api_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture()
+def client(server: Server, api_key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/api/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+def assert_error(response: httpx.Response, status: int, type_: str, param: str | None, code: str | None = None) -> dict:
+    """The OpenAI error shape, with the expected status, type, param (and code)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == type_ and error["param"] == param, error
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error
