@@ -217,6 +217,8 @@ def test_envelope_fields_are_not_unknown() -> None:
         pytest.param(body(max_tokens=2.0), "max_tokens", "invalid_type", id="max_tokens-float"),
         pytest.param(body(max_completion_tokens=0), "max_completion_tokens", "invalid_value", id="mct-zero"),
         pytest.param(body(max_completion_tokens="3"), "max_completion_tokens", "invalid_type", id="mct-string"),
+        pytest.param(body(max_tokens=3, max_completion_tokens=0), "max_completion_tokens", "invalid_value",
+                     id="mct-zero-beside-max_tokens"),
         pytest.param(body(reasoning_effort="HIGH"), "reasoning_effort", "invalid_value", id="effort-case"),
         pytest.param(body(reasoning_effort=["low"]), "reasoning_effort", "invalid_value", id="effort-list"),
         pytest.param(body(separate_reasoning="yes"), "separate_reasoning", "invalid_type", id="separate-string"),
