@@ -56,6 +56,7 @@ TARGET_LABELS = {
     "llama-native": "llama-server (native)",
 }
 BASELINE = "bare"
+NOISY_CPU_PCT = 10.0
 # Sampling fields the inferd engine sends to llama.cpp for a temperature-0 request with
 # API defaults (see inferd.engines.llamacpp); the bare and llama.cpp HTTP targets get
 # exactly these, so every target runs the same sampler chain and does the same work.
@@ -101,6 +102,7 @@ class LevelSummary:
     ttft_p95_ms: float | None
     itl_p50_ms: float | None
     tokens_per_s: float
+    other_cpu_pct: float | None = None  # CPU used by unrelated processes during the level
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Config:
     ctx_per_slot: int
     threads: int
     run_id: str
+    wait_idle_s: float = 0.0
 
 
 # A stream function takes (request body, max_tokens) and returns the measurements.
@@ -304,6 +307,79 @@ def make_bare_stream(server: Any, model_id: str) -> StreamFn:
     return stream
 
 
+# --------------------------------------------------------------------------- noise check
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_jiffies() -> int | None:
+    """All CPUs' non-idle time from /proc/stat (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal
+
+
+def _process_jiffies(pid: int | str) -> int:
+    """utime + stime of a process (all its threads), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class CpuMonitor:
+    """Measures how much CPU processes other than ours (this one + the server) used meanwhile.
+
+    On a small machine any such activity skews the numbers; the tables flag it.
+    """
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.pids: list[int | str] = ["self"] + ([server_pid] if server_pid else [])
+        self.t0 = time.perf_counter()
+        self.busy0 = _busy_jiffies()
+        self.own0 = sum(_process_jiffies(p) for p in self.pids)
+
+    def other_cpu_pct(self) -> float | None:
+        busy = _busy_jiffies()
+        if busy is None or self.busy0 is None:
+            return None
+        own = sum(_process_jiffies(p) for p in self.pids)
+        wall = time.perf_counter() - self.t0
+        capacity = wall * CLK_TCK * (os.cpu_count() or 1)
+        other = (busy - self.busy0) - (own - self.own0)
+        return max(0.0, 100.0 * other / capacity) if capacity > 0 else None
+
+
+def wait_for_quiet(server_pid: int | None, max_wait_s: float, label: str) -> None:
+    """Waits (up to ``max_wait_s``) until other processes use under NOISY_CPU_PCT for 2 s."""
+    if max_wait_s <= 0 or _busy_jiffies() is None:
+        return
+    deadline = time.monotonic() + max_wait_s
+    announced = False
+    while True:
+        monitor = CpuMonitor(server_pid)
+        time.sleep(2.0)
+        pct = monitor.other_cpu_pct() or 0.0
+        if pct <= NOISY_CPU_PCT:
+            if announced:
+                log(f"[{label}] machine quiet again")
+            return
+        if time.monotonic() >= deadline:
+            log(f"[{label}] other processes still use {pct:.0f}% CPU; measuring anyway")
+            return
+        if not announced:
+            log(f"[{label}] other processes use {pct:.0f}% CPU; waiting up to {max_wait_s:.0f}s for quiet")
+            announced = True
+
+
 # --------------------------------------------------------------------------- load generation
 
 
@@ -336,7 +412,9 @@ def run_level(stream: StreamFn, prompts: PromptFactory, concurrency: int, per_wo
     return results, wall
 
 
-def measure_target(name: str, stream: StreamFn, cfg: Config, prompts: PromptFactory) -> TargetRun:
+def measure_target(
+    name: str, stream: StreamFn, cfg: Config, prompts: PromptFactory, server_pid: int | None = None
+) -> TargetRun:
     label = TARGET_LABELS[name]
     run = TargetRun(name=name, label=label)
     log(f"[{label}] warm-up")
@@ -344,13 +422,16 @@ def measure_target(name: str, stream: StreamFn, cfg: Config, prompts: PromptFact
     if not warm.ok:
         raise RuntimeError(f"{label}: warm-up request failed: {warm.error}")
     for c in cfg.levels:
+        wait_for_quiet(server_pid, cfg.wait_idle_s, label)
+        monitor = CpuMonitor(server_pid)
         results, wall = run_level(stream, prompts, c, cfg.requests_per_worker, cfg.max_tokens)
         s = summarize(label, c, results, wall)
+        s.other_cpu_pct = monitor.other_cpu_pct()
         run.levels.append(s)
         run.raw[c] = results
         log(
             f"[{label}] c={c}: {s.requests} req in {wall:.1f}s, {s.tokens_per_s:.1f} tok/s, "
-            f"TTFT p50 {fmt(s.ttft_p50_ms)} ms, ITL p50 {fmt(s.itl_p50_ms)} ms"
+            f"TTFT p50 {fmt(s.ttft_p50_ms)} ms, ITL p50 {fmt(s.itl_p50_ms)} ms, other CPU {fmt(s.other_cpu_pct)}%"
             + (f", {s.errors} errors (first: {first_error(results)})" if s.errors else "")
         )
     return run
@@ -475,7 +556,7 @@ def run_inferd(args: argparse.Namespace, cfg: Config, prompts: PromptFactory, wo
         key = create_inferd_key(inferd_bin, data_dir, env)
         with http_client(max_c) as client:
             stream = make_http_stream(client, base + args.path, key, cfg.model_id, {})
-            run = measure_target("inferd", stream, cfg, prompts)
+            run = measure_target("inferd", stream, cfg, prompts, server_pid=proc.pid)
         log("[inferd] stopping server")
     return run
 
@@ -542,7 +623,7 @@ def run_llama_native(args: argparse.Namespace, cfg: Config, prompts: PromptFacto
         wait_ready(base + "/health", proc, args.startup_timeout, need_ready_status=False)
         with http_client(max(cfg.levels)) as client:
             stream = make_http_stream(client, base + "/v1/chat/completions", None, cfg.model_id, ENGINE_SAMPLING)
-            return measure_target("llama-native", stream, cfg, prompts)
+            return measure_target("llama-native", stream, cfg, prompts, server_pid=proc.pid)
 
 
 # --------------------------------------------------------------------------- report
@@ -555,10 +636,11 @@ def fmt(v: float | None, digits: int = 0) -> str:
 def render_tables(runs: list[TargetRun], cfg: Config) -> str:
     base_run = next((r for r in runs if r.name == BASELINE and not r.skipped), None)
     head = (
-        f"{'target':<22} {'TTFT p50':>9} {'TTFT p95':>9} {'ITL p50':>8} {'tok/s':>7} {'tok/s':>8} {'TTFT p50':>9} {'err':>4}",
-        f"{'':<22} {'(ms)':>9} {'(ms)':>9} {'(ms)':>8} {'':>7} {'vs bare':>8} {'Δ bare ms':>9} {'':>4}",
+        f"{'target':<22} {'TTFT p50':>9} {'TTFT p95':>9} {'ITL p50':>8} {'tok/s':>7} {'tok/s':>8} {'TTFT p50':>9} {'err':>4} {'other':>6}",
+        f"{'':<22} {'(ms)':>9} {'(ms)':>9} {'(ms)':>8} {'':>7} {'vs bare':>8} {'Δ bare ms':>9} {'':>4} {'CPU%':>6}",
     )
     out: list[str] = []
+    noisy = False
     for i, c in enumerate(cfg.levels):
         base = base_run.levels[i] if base_run else None
         n_req = c * cfg.requests_per_worker
@@ -577,12 +659,18 @@ def render_tables(runs: list[TargetRun], cfg: Config) -> str:
             )
             out.append(
                 f"{r.label:<22} {fmt(s.ttft_p50_ms):>9} {fmt(s.ttft_p95_ms):>9} {fmt(s.itl_p50_ms, 1):>8} "
-                f"{fmt(s.tokens_per_s, 1):>7} {ratio:>8} {delta:>9} {s.errors:>4}"
+                f"{fmt(s.tokens_per_s, 1):>7} {ratio:>8} {delta:>9} {s.errors:>4} {fmt(s.other_cpu_pct):>6}"
             )
+            noisy = noisy or (s.other_cpu_pct or 0.0) > NOISY_CPU_PCT
         out.append("")
     for r in runs:
         if r.skipped:
             out.append(f"{r.label}: skipped ({r.skipped})")
+    if noisy:
+        out.append(
+            f"WARNING: other processes used more than {NOISY_CPU_PCT:.0f}% of the CPUs during some levels "
+            "(column 'other CPU%'); those numbers are disturbed, rerun on an idle machine."
+        )
     return "\n".join(out)
 
 
@@ -636,6 +724,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--inferd-bin", default=str(Path(sys.prefix) / "bin" / "inferd"), help="inferd executable (default: the venv's)")
     ap.add_argument("--llama-server", help="llama-server binary for the llama-native target (default: from PATH)")
     ap.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for a server to become ready")
+    ap.add_argument(
+        "--wait-idle", type=float, default=120.0,
+        help="before each level, wait up to this many seconds for other processes to go quiet (0: don't; default: 120)",
+    )
     ap.add_argument("--json", type=Path, help="write all raw numbers to this file")
     ap.add_argument("--log-dir", type=Path, help="where server/engine logs go (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -669,6 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx_per_slot=args.ctx_per_slot,
         threads=args.threads,
         run_id=secrets.token_hex(3),
+        wait_idle_s=args.wait_idle,
     )
     workdir = args.log_dir or Path(tempfile.mkdtemp(prefix="inferd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)

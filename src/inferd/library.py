@@ -7,7 +7,7 @@ The library is data: a TOML file. The packaged default lives beside this module
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,9 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
         entry["chat_template"] = (base / template_file).read_text(encoding="utf-8")
     path = (base / Path(file).expanduser()) if file is not None else None
     _check_names(model_id, entry)
+    extra = sorted(set(entry) - {f.name for f in fields(ModelSpec)})
+    if extra:
+        raise ValueError(f"library entry '{model_id}': unknown keys {extra}")
     return ModelSpec(
         id=model_id,
         engine=entry.pop("engine", "llamacpp"),

@@ -60,11 +60,19 @@ def _coerced(settings: Settings) -> Settings:
     return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir)
 
 
-def _parse(raw: str, kind: type) -> Any:
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
     if kind is bool:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if raw.strip().lower() not in _BOOLS:
+            raise ValueError(f"{name} must be one of {', '.join(_BOOLS)}; got '{raw}'")
+        return _BOOLS[raw.strip().lower()]
     if kind is int:
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer; got '{raw}'") from None
     return raw
 
 
@@ -76,5 +84,5 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for f in fields(Settings):
         raw = env.get(ENV_PREFIX + f.name.upper())
         if raw is not None and raw != "":
-            from_env[f.name] = _parse(raw, types.get(f.name, str))
+            from_env[f.name] = _parse(ENV_PREFIX + f.name.upper(), raw, types.get(f.name, str))
     return Settings().with_overrides(from_env).with_overrides(overrides)

@@ -247,6 +247,14 @@ def test_unknown_names_are_rejected(tmp_path: Path, line: str) -> None:
     assert any(name in message for name in ("presence_penalty", "audio", "frequency_penalty"))
 
 
+def test_unknown_entry_key_is_a_clear_value_error(tmp_path: Path) -> None:
+    """A typo in a key must not surface as a TypeError traceback ('inferd serve' reports ValueErrors cleanly)."""
+    path = write(tmp_path, '[[models]]\nid = "typo"\nfile = "m.gguf"\ncontext_length = 10\ncontext_lenght = 5\n')
+    with pytest.raises(ValueError) as caught:
+        load_library(path)
+    assert "typo" in str(caught.value) and "context_lenght" in str(caught.value)
+
+
 # ================================================================ sampling parameters
 
 

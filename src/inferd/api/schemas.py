@@ -104,8 +104,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise InvalidRequest("'model' is required: a model id from GET /api/v1/models.", param="model",
                              code="missing_required_parameter" if model is None else "invalid_type")
     params = {name: check(name, body[name]) for name, check in SEED_FIELDS.items() if body.get(name) is not None}
-    if body.get("max_completion_tokens") is not None and "max_tokens" not in params:
-        params["max_tokens"] = integer(1)("max_completion_tokens", body["max_completion_tokens"])
+    if body.get("max_completion_tokens") is not None:
+        params.setdefault("max_tokens", integer(1)("max_completion_tokens", body["max_completion_tokens"]))
     return ChatRequest(
         model=model,
         messages=_messages(body.get("messages")),

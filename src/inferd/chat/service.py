@@ -29,7 +29,9 @@ class ChatService:
         _check_modalities(spec, chat)
         ignored = ignored_parameters(spec, chat.params, chat.unknown)
         enforce_policy(spec, ignored, self._settings.strict_params)
-        request = GenerationRequest(messages=chat.messages, sampling=sampling(spec, chat.params))
+        kwargs = chat.params.get("chat_template_kwargs", {}) if spec.supports("chat_template_kwargs") else {}
+        request = GenerationRequest(messages=chat.messages, sampling=sampling(spec, chat.params),
+                                    chat_template_kwargs=kwargs)
         engine = self._pool.acquire(spec)
         completion = Completion(Envelope(model=spec.id), engine, request, lambda usage: self._finish(spec, key_id, usage))
         completion.headers = {"X-Inferd-Ignored-Params": ", ".join(ignored)} if ignored else {}
