@@ -86,7 +86,10 @@ def load_library(path: Path | None = None) -> Library:
 
 def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
     entry = dict(entry)
-    model_id = entry.pop("id")
+    model_id = entry.pop("id", None)
+    missing = [key for key in ("id", "context_length") if key not in entry and not (key == "id" and model_id)]
+    if missing:
+        raise ValueError(f"library entry '{model_id or '?'}': missing required key(s) {missing}")
     source = entry.pop("source", None)
     file = entry.pop("file", None)
     if (source is None) == (file is None):

@@ -52,7 +52,7 @@ def ensure_model_file(spec: ModelSpec, models_dir: Path, progress: Progress | No
     if _stamp_matches(target, spec.source):
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    _assemble(spec, spec.source, target, progress or _print_progress)
+    _assemble(spec, spec.source, target, progress or ProgressPrinter())
     return target
 
 
@@ -99,8 +99,16 @@ def _stamp_matches(target: Path, source: PackageSource) -> bool:
     return stamp == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": source.sha256} and st.st_size == source.size
 
 
-def _print_progress(model_id: str, done: int, total: int) -> None:
-    step = max(total // 10, 1)
-    if done == total or done // step != (done - BLOCK) // step:
+class ProgressPrinter:
+    """Prints assembly progress to stderr in steps of 10%."""
+
+    def __init__(self) -> None:
+        self._last = -1
+
+    def __call__(self, model_id: str, done: int, total: int) -> None:
+        decile = done * 10 // max(total, 1)
+        if decile == self._last:
+            return
+        self._last = decile
         print(f"assembling {model_id}: {done * 100 // total}% ({done >> 20} of {total >> 20} MiB)",
               file=sys.stderr, flush=True)

@@ -1,0 +1,53 @@
+"""The unsupported-parameter policy in strict mode (default mode is covered in test_validation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from ..conftest import assert_error
+from ..harness import Server
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("strict")
+    library = folder / "library.toml"
+    library.write_text(f'''[[models]]
+id = "gemma-own-file"
+file = "{models_dir / "gemma-3-270m.Q4_K_M.gguf"}"
+context_length = 1024
+parallel = 1
+supported_parameters = ["temperature", "max_tokens", "stream"]
+defaults = {{ temperature = 0.0 }}
+''')
+    srv = Server(folder / "data", models_dir, library=library, env={"INFERD_STRICT_PARAMS": "1"})
+    try:
+        srv.wait_health()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("extra,param", [({"top_k": 5}, "top_k"), ({"reasoning_effort": "low"}, "reasoning_effort"),
+                                         ({"seed": 1}, "seed")])
+def test_strict_mode_rejects_unsupported_parameters(strict: Server, extra: dict, param: str) -> None:
+    key = strict.create_key()
+    response = httpx.post(strict.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "gemma-own-file", "messages": [{"role": "user", "content": "hi"}],
+                                "max_tokens": 1, **extra}, timeout=60)
+    error = assert_error(response, 400, "invalid_request_error", param, "unsupported_parameter")
+    assert "gemma-own-file" in error["message"]
+    assert strict.is_healthy()
+
+
+def test_model_defaults_from_the_library_apply(strict: Server) -> None:
+    """The entry's default temperature 0 makes repeated answers identical without the client asking."""
+    key = strict.create_key()
+    body = {"model": "gemma-own-file", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 12}
+    answers = {httpx.post(strict.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                          json=body, timeout=60).json()["choices"][0]["message"]["content"] for _ in range(3)}
+    assert len(answers) == 1
