@@ -131,7 +131,7 @@ class Config:
     noisy_retries: int = 0
 
 
-# A stream function takes (request body, max_tokens) and returns the measurements.
+# A stream function sends one streamed request (messages, max_tokens) and returns its measurements.
 StreamFn = Callable[[list[dict[str, str]], int], RequestResult]
 
 
