@@ -56,7 +56,7 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
         try:
             yield
         finally:
-            await asyncio.wait_for(asyncio.shield(loading), timeout=None)
+            await loading
             await pool.close()
             store.close()
 

@@ -11,8 +11,6 @@ from starlette.routing import Route
 from ..chat.service import ChatService
 from ..engines.pool import EnginePool
 from ..library import Library, ModelSpec
-from ..settings import Settings
-from ..store.keys import KeyVerifier
 from .auth import authenticate
 from .body import read_json
 from .schemas import parse_chat_request
@@ -26,11 +24,17 @@ async def chat_completions(request: Request) -> Response:
     service: ChatService = state.service
     try:
         completion = await until_disconnect(request.receive, service.start(key_id, chat))
-        if chat.stream:
-            return EventStreamResponse(events(completion.chunks(chat.include_usage)), completion.headers)
+    except ClientGone:
+        return Response(status_code=499)
+    if chat.stream:
+        return EventStreamResponse(events(completion.chunks(chat.include_usage)), completion.headers,
+                                   on_close=completion.aclose)
+    try:
         body = await until_disconnect(request.receive, completion.body())
     except ClientGone:
         return Response(status_code=499)
+    finally:
+        await completion.aclose()  # idempotent; covers a body that never started
     return JSONResponse(body, headers=completion.headers)
 
 
@@ -70,5 +74,3 @@ def routes() -> list[Route]:
         ]
     return table + [Route("/health", health, methods=["GET"])]
 
-
-__all__ = ["routes", "Settings", "KeyVerifier"]

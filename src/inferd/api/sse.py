@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -61,19 +61,22 @@ async def _disconnected(receive: Receive) -> None:
 class EventStreamResponse:
     """An SSE response whose body generator is closed (aborting the generation) on disconnect."""
 
-    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str],
+                 on_close: Callable[[], Awaitable[None]]) -> None:
         self._body = body
+        self._on_close = on_close
         self._headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                          (b"x-accel-buffering", b"no")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self._headers})
         try:
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             await until_disconnect(receive, self._send_all(send))
         except (ClientGone, OSError):
             pass
         finally:
             await self._body.aclose()  # type: ignore[attr-defined]
+            await self._on_close()  # the generation ends even if the body never started
 
     async def _send_all(self, send: Send) -> None:
         async for data in self._body:

@@ -36,7 +36,6 @@ os.environ.setdefault("GOMP_SPINCOUNT", "2000000")
 
 # temperature first, then the truncations, as in the OpenAI/HF semantics; nothing else in the chain
 SAMPLER_ORDER = ["penalties", "temperature", "top_k", "top_p", "min_p"]
-_END = object()
 
 
 class LlamaCppEngine:
@@ -69,7 +68,7 @@ class LlamaCppEngine:
 
         future = loop.run_in_executor(self._pool, self._server.handle_chat_completions,
                                       self._body(messages, request), on_chunk)
-        future.add_done_callback(lambda _: queue.put_nowait(_END))
+        future.add_done_callback(queue.put_nowait)  # the finished future marks the end
         try:
             async for delta in _deltas(queue):
                 yield delta
@@ -98,7 +97,7 @@ class LlamaCppEngine:
         text_bytes = sum(len(str(m.get("content") or "").encode()) for m in messages)
         if base + per_message * len(messages) + text_bytes + max_tokens <= limit:
             return
-        prompt_tokens = await self.count_prompt_tokens(messages)
+        prompt_tokens = await self._count_prompt_tokens(messages)
         if prompt_tokens + max_tokens > limit:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
@@ -107,12 +106,12 @@ class LlamaCppEngine:
 
     async def _template_overhead(self) -> tuple[int, int]:
         if self._overhead is None:
-            one = await self.count_prompt_tokens([{"role": "user", "content": ""}])
-            two = await self.count_prompt_tokens([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
+            one = await self._count_prompt_tokens([{"role": "user", "content": ""}])
+            two = await self._count_prompt_tokens([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
             self._overhead = (one, max(two - one, 1) + 4)  # +4: a word-boundary token per message
         return self._overhead
 
-    async def count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+    async def _count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
         rendered = await self._listener.post("/apply-template", json={"messages": messages})
         if rendered.status_code != 200:
             raise InvalidRequest(f"The chat template could not render these messages: {rendered.text[:300]}",
@@ -129,7 +128,7 @@ class LlamaCppEngine:
 
 async def _deltas(queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
     finish: str | None = None
-    while (chunk := await queue.get()) is not _END:
+    while not isinstance(chunk := await queue.get(), asyncio.Future):
         if "error" in chunk:
             raise _engine_error(chunk["error"])
         if chunk.get("usage"):
@@ -139,7 +138,8 @@ async def _deltas(queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
             finish = choice.get("finish_reason") or finish
             if text := choice.get("delta", {}).get("content"):
                 yield Delta(content=text)
-    raise EngineFailure("The engine ended the generation without a result.")
+    problem = None if chunk.cancelled() else chunk.exception()
+    raise EngineFailure(f"The engine failed: {problem}" if problem else "The engine ended without a result.")
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
