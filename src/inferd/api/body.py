@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
 
 from ..errors import InvalidRequest, PayloadTooLarge
+
+# a \uD800-\uDFFF escape: only then can the parsed text hold a lone surrogate (rare, so checked lazily)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -23,9 +27,20 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
     try:
         # NaN/Infinity parse as floats so that the field's own check rejects them, naming the param
-        return json.loads(data)
+        body = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(data):
+        _check_unicode(body)
+    return body
+
+
+def _check_unicode(body: Any) -> None:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("The body contains a lone UTF-16 surrogate escape (\\uD800-\\uDFFF without its "
+                             "pair), which is not valid Unicode text.", code="invalid_json") from None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

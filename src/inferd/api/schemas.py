@@ -132,18 +132,30 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array.", param="messages",
                              code="invalid_type" if not isinstance(messages, list) else "invalid_value")
-    for i, message in enumerate(messages):
-        _message(f"messages[{i}]", message)
-    return messages
+    return [_message(f"messages[{i}]", message) for i, message in enumerate(messages)]
 
 
-def _message(path: str, message: Any) -> None:
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
+def _message(path: str, message: Any) -> dict[str, Any]:
+    """A checked copy holding only the fields the contract knows (others are dropped)."""
+    _message_fields(path, message)
+    return {k: message[k] for k in MESSAGE_FIELDS if message.get(k) is not None or k == "content" and k in message}
+
+
+def _message_fields(path: str, message: Any) -> None:
     if not isinstance(message, dict):
         raise InvalidRequest(f"'{path}' must be an object with 'role' and 'content'.", param=path, code="invalid_type")
     role = message.get("role")
     if role not in ROLES:
         raise InvalidRequest(f"'{path}.role' must be one of {', '.join(ROLES)}; got {_show(role)}.",
                              param=f"{path}.role")
+    for name in ("name", "tool_call_id"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise InvalidRequest(f"'{path}.{name}' must be a string.", param=f"{path}.{name}", code="invalid_type")
+    if message.get("tool_calls") is not None:
+        _tool_calls(f"{path}.tool_calls", message["tool_calls"])
     content = message.get("content")
     if content is None and role == "assistant":
         return  # an assistant turn may carry only tool calls
@@ -154,6 +166,17 @@ def _message(path: str, message: Any) -> None:
                              param=f"{path}.content", code="invalid_type")
     for j, part in enumerate(content):
         _part(f"{path}.content[{j}]", part)
+
+
+def _tool_calls(path: str, calls: Any) -> None:
+    if not isinstance(calls, list):
+        raise InvalidRequest(f"'{path}' must be an array of tool calls.", param=path, code="invalid_type")
+    for k, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if (not isinstance(function, dict) or call.get("type", "function") != "function"
+                or not isinstance(function.get("name"), str) or not isinstance(function.get("arguments", ""), str)):
+            raise InvalidRequest(f"'{path}[{k}]' must be {{\"type\": \"function\", \"id\": ..., \"function\": "
+                                 "{\"name\": string, \"arguments\": string}}.", param=f"{path}[{k}]")
 
 
 def _part(path: str, part: Any) -> None:
