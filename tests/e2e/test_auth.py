@@ -105,3 +105,12 @@ def test_usage_is_recorded_per_key(server: Server) -> None:
         time.sleep(0.1)
     db.close()
     assert rows == [(QWEN, reply["usage"]["prompt_tokens"], reply["usage"]["completion_tokens"])]
+
+
+def test_keys_cli_takes_data_dir_like_serve(tmp_path) -> None:
+    created = inferd("keys", "create", "--name", "flag-key", "--data-dir", str(tmp_path))
+    secret = created.stdout.strip().splitlines()[-1]
+    assert (tmp_path / "inferd.sqlite3").is_file()
+    listing = inferd("keys", "list", "--data-dir", str(tmp_path)).stdout
+    assert "flag-key" in listing and secret not in listing
+    assert inferd("keys", "revoke", "flag-key", "--data-dir", str(tmp_path)).returncode == 0

@@ -64,6 +64,14 @@ def test_a_file_that_is_not_gguf_gives_a_clear_error(tmp_path: Path) -> None:
     assert health["errors"]["bogus"] == f"model 'bogus': {bogus} is not a GGUF file (corrupt or wrong format)"
 
 
+def test_a_context_llama_cpp_would_pad_is_refused(tmp_path: Path, models_dir: Path, server: Server) -> None:
+    gguf = models_dir / "gemma-3-270m.Q4_K_M.gguf"
+    health, srv = _failed_server(tmp_path, models_dir, f'id = "odd"\nfile = "{gguf}"\ncontext_length = 1000\n')
+    srv.stop()
+    assert health["errors"]["odd"] == ("model 'odd': llama.cpp needs context_length x parallel to be a multiple of "
+                                       "256 (got 1000 x 1); e.g. context_length = 1024")
+
+
 def test_corrupted_assembled_file_is_detected_and_reassembled(tmp_path: Path, models_dir: Path, server: Server) -> None:
     """A verified file is reused; a changed one fails its stamp and is assembled and verified again."""
     own_models = tmp_path / "models"

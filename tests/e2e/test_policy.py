@@ -19,7 +19,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: S
     library.write_text(f'''[[models]]
 id = "gemma-own-file"
 file = "{models_dir / "gemma-3-270m.Q4_K_M.gguf"}"
-context_length = 1024
+context_length = 256
 parallel = 1
 supported_parameters = ["temperature", "max_tokens", "stream"]
 defaults = {{ temperature = 0.0 }}
@@ -51,3 +51,12 @@ def test_model_defaults_from_the_library_apply(strict: Server) -> None:
     answers = {httpx.post(strict.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                           json=body, timeout=60).json()["choices"][0]["message"]["content"] for _ in range(3)}
     assert len(answers) == 1
+
+
+def test_without_max_tokens_generation_runs_up_to_the_context(strict: Server) -> None:
+    key = strict.create_key()
+    body = {"model": "gemma-own-file", "messages": [{"role": "user", "content": "Count upwards from one, forever."}]}
+    reply = httpx.post(strict.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json=body, timeout=120).json()
+    assert reply["choices"][0]["finish_reason"] == "length"
+    assert reply["usage"]["total_tokens"] == 256, reply["usage"]

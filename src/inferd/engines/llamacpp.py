@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "2000000")
 
 # temperature first, then the truncations, as in the OpenAI/HF semantics; nothing else in the chain
+CONTEXT_PAD = 256  # llama.cpp rounds n_ctx up to a multiple of this
 SAMPLER_ORDER = ["penalties", "temperature", "top_k", "top_p", "min_p"]
 
 
@@ -44,6 +45,11 @@ class LlamaCppEngine:
 
         self.capabilities = Capabilities(context_length=spec.context_length, parallel=spec.parallel)
         self._key = secrets.token_urlsafe(32)
+        if spec.context_length * spec.parallel % CONTEXT_PAD:
+            raise ModelSourceError(  # llama.cpp would pad it, and then a slot would hold more than advertised
+                f"model '{spec.id}': llama.cpp needs context_length x parallel to be a multiple of {CONTEXT_PAD} "
+                f"(got {spec.context_length} x {spec.parallel}); e.g. context_length = "
+                f"{-(-spec.context_length // CONTEXT_PAD) * CONTEXT_PAD}")
         _check_gguf(spec, model_path)
         try:
             self._server = xllamacpp.Server(_params(xllamacpp, spec, model_path, settings, self._key))
