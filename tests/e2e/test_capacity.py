@@ -106,3 +106,18 @@ def test_non_streaming_disconnect_also_cancels(one_slot: Server) -> None:
     quick = {"model": ONE_SLOT, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     after = httpx.post(one_slot.url + "/api/v1/chat/completions", json=quick, headers=headers, timeout=60)
     assert after.status_code == 200
+
+
+def test_requests_are_batched_not_serialized(server: Server, api_key: str) -> None:
+    """A short request completes while a long one is still generating on the same model."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    long_body = {"model": QWEN, "messages": LONG, "max_tokens": 3000, "temperature": 0, "stream": True}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=120) as http:
+        with http.stream("POST", "/api/v1/chat/completions", json=long_body) as long_stream:
+            lines = long_stream.iter_lines()
+            assert next(line for line in lines if '"content":"' in line and '"role"' not in line)
+            short = http.post("/api/v1/chat/completions",
+                              json={"model": QWEN, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+            assert short.status_code == 200 and short.json()["usage"]["completion_tokens"] == 2
+            still_running = json.loads(next(line for line in lines if line)[len("data: "):])
+            assert still_running["choices"][0]["finish_reason"] is None  # 3000 tokens take minutes here
