@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 
@@ -81,3 +83,17 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def library_server(folder: Path, models_dir: Path, library_toml: str,
+                   env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A ready server on a library of the test's own (written to ``folder``), stopped afterwards."""
+    library = folder / "library.toml"
+    library.write_text(library_toml)
+    srv = Server(folder / "data", models_dir, library=library, env=env)
+    try:
+        srv.wait_health()
+        yield srv
+    finally:
+        srv.stop()

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from ..conftest import QWEN, assert_error
-from ..harness import Server
+from ..harness import Server, library_server
 
 ONE_SLOT = "qwen-one-slot"
 LONG = [{"role": "user", "content": "Write a very long story about a lighthouse keeper, at least 3000 words."}]
@@ -39,20 +39,10 @@ def test_eight_concurrent_streams_all_finish(client: openai.OpenAI) -> None:
 @pytest.fixture(scope="module")
 def one_slot(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Server]:
     """A server whose only model has one slot and a queue of one (the model file is already assembled)."""
-    folder = tmp_path_factory.mktemp("one-slot")
-    library = folder / "library.toml"
-    library.write_text(f'''[[models]]
-id = "{ONE_SLOT}"
-file = "{models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
-context_length = 4096
-parallel = 1
-''')
-    srv = Server(folder / "data", models_dir, library=library, env={"INFERD_MAX_QUEUE": "1"})
-    try:
-        srv.wait_health()
+    gguf = models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"
+    toml = f'[[models]]\nid = "{ONE_SLOT}"\nfile = "{gguf}"\ncontext_length = 4096\nparallel = 1\n'
+    with library_server(tmp_path_factory.mktemp("one-slot"), models_dir, toml, {"INFERD_MAX_QUEUE": "1"}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _start_stream(srv: Server, key: str) -> socket.socket:

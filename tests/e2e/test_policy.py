@@ -9,27 +9,21 @@ import httpx
 import pytest
 
 from ..conftest import assert_error
-from ..harness import Server
+from ..harness import Server, library_server
 
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("strict")
-    library = folder / "library.toml"
-    library.write_text(f'''[[models]]
+    toml = f'''[[models]]
 id = "gemma-own-file"
 file = "{models_dir / "gemma-3-270m.Q4_K_M.gguf"}"
 context_length = 256
 parallel = 1
 supported_parameters = ["temperature", "max_tokens", "stream"]
 defaults = {{ temperature = 0.0 }}
-''')
-    srv = Server(folder / "data", models_dir, library=library, env={"INFERD_STRICT_PARAMS": "1"})
-    try:
-        srv.wait_health()
+'''
+    with library_server(tmp_path_factory.mktemp("strict"), models_dir, toml, {"INFERD_STRICT_PARAMS": "1"}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("extra,param", [({"top_k": 5}, "top_k"), ({"reasoning_effort": "low"}, "reasoning_effort"),
