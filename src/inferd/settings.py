@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -36,15 +35,6 @@ class Settings:
     @property
     def model_files_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.data_dir / "models"
-
-    @property
-    def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """Apply non-None values (e.g. parsed CLI flags) on top of these settings."""

@@ -1,4 +1,4 @@
-"""Unit tests of Settings (precedence, parsing, loopback), the Model Library and sampling parameters."""
+"""Unit tests of Settings (precedence, parsing), the Model Library and sampling parameters."""
 
 from __future__ import annotations
 
@@ -103,15 +103,6 @@ def test_paths_expand_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("HOME", str(tmp_path))
     s = load_settings(environ={"INFERD_DATA_DIR": "~/data", "INFERD_LIBRARY": "~/lib.toml"})
     assert s.data_dir == tmp_path / "data" and s.library == tmp_path / "lib.toml"
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("localhost", True),
-     ("0.0.0.0", False), ("::", False), ("192.0.2.1", False), ("example.invalid", False), ("", False)],
-)
-def test_is_loopback(host: str, loopback: bool) -> None:
-    assert Settings(host=host).is_loopback is loopback
 
 
 # ================================================================ library: packaged default
