@@ -27,6 +27,16 @@ class Settings:
     max_queue: int = 32  # requests waiting per model beyond its parallel slots
     threads: int = 0  # engine CPU threads; 0: all cores
     log_level: str = "info"
+    # media inputs (image_url / video_url parts)
+    media_allow_hosts: tuple[str, ...] = ()  # host or host:port fetched even if its address is refused
+    media_deny_hosts: tuple[str, ...] = ()  # host or host:port never fetched
+    media_max_bytes: int = 20 * 1024 * 1024  # per image or video, downloaded or data: URL
+    media_image_timeout: float = 10.0  # seconds to fetch one image
+    media_video_timeout: float = 30.0  # seconds to fetch one video
+    media_decode_timeout: float = 30.0  # seconds to decode one video
+    max_images: int = 16  # image parts per request
+    max_image_pixels: int = 32 * 1024 * 1024  # checked from the header, before decoding
+    max_video_frames: int = 32  # server maximum of frames taken from one video
 
     @property
     def db_path(self) -> Path:
@@ -58,18 +68,23 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         if raw.strip().lower() not in _BOOLS:
             raise ValueError(f"{name} must be one of {', '.join(_BOOLS)}; got '{raw}'")
         return _BOOLS[raw.strip().lower()]
-    if kind is int:
+    if kind is tuple:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if kind in (int, float):
         try:
-            return int(raw)
+            return kind(raw)
         except ValueError:
-            raise ValueError(f"{name} must be an integer; got '{raw}'") from None
+            raise ValueError(f"{name} must be a{'n integer' if kind is int else ' number'}; got '{raw}'") from None
     return raw
+
+
+_KINDS: dict[str, type] = {"int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Defaults, then INFERD_* environment variables, then explicit overrides (CLI flags)."""
     env = os.environ if environ is None else environ
-    types = {"port": int, "max_body_bytes": int, "max_queue": int, "threads": int, "strict_params": bool}
+    types = {f.name: _KINDS.get(str(f.type), str) for f in fields(Settings)}
     from_env = {}
     for f in fields(Settings):
         raw = env.get(ENV_PREFIX + f.name.upper())
