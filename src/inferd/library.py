@@ -12,6 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from .chat.reasoning.styles import EFFORTS, NoReasoning, ReasoningStyle, build_style
 from .errors import ModelNotFound
 
 SEED_SAMPLING = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repetition_penalty")
@@ -19,6 +20,10 @@ SEED_PARAMETERS = SEED_SAMPLING + (
     "reasoning_effort", "separate_reasoning", "chat_template_kwargs", "stream",
 )
 MODALITIES = ("text", "image", "video")
+REASONING_PARAMETERS = ("reasoning_effort", "separate_reasoning", "chat_template_kwargs")
+# template variables a client may never set through chat_template_kwargs, whatever the library says
+RESERVED_TEMPLATE_KWARGS = ("messages", "tools", "chat_template", "tokenize", "add_generation_prompt",
+                            "continue_final_message", "documents", "bos_token", "eos_token", "raise_exception")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class ModelSpec:
     chat_template: str | None = None
     owned_by: str = "inferd"
     created: int = 0
+    reasoning: ReasoningStyle = field(default_factory=NoReasoning)
+    reasoning_budgets: dict[str, int | None] = field(default_factory=dict)  # per effort; None: unlimited
+    template_kwargs: tuple[str, ...] = ()  # further chat_template_kwargs names clients may set
 
     def model_path(self, models_dir: Path) -> Path:
         return self.file if self.file is not None else models_dir / self.filename
@@ -98,6 +106,7 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
     if template_file is not None:
         entry["chat_template"] = (base / template_file).read_text(encoding="utf-8")
     path = (base / Path(file).expanduser()) if file is not None else None
+    entry.update(_reasoning(model_id, entry.pop("reasoning", {"style": "none"})))
     _check_names(model_id, entry)
     extra = sorted(set(entry) - {f.name for f in fields(ModelSpec)})
     if extra:
@@ -111,7 +120,8 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
         file=path,
         source=PackageSource(tuple(source["packages"]), source["sha256"], int(source["size"])) if source else None,
         input_modalities=tuple(entry.pop("input_modalities", ("text",))),
-        supported_parameters=tuple(entry.pop("supported_parameters", SEED_SAMPLING + ("stream",))),
+        supported_parameters=_supported(entry.pop("supported_parameters", SEED_SAMPLING + ("stream",)),
+                                        entry["reasoning"]),
         defaults=dict(entry.pop("defaults", {})),
         **entry,
     )
@@ -123,3 +133,29 @@ def _check_names(model_id: str, entry: dict[str, Any]) -> None:
     unknown += [d for d in entry.get("defaults", {}) if d not in SEED_PARAMETERS]
     if unknown:
         raise ValueError(f"library entry '{model_id}': unknown names {unknown}")
+
+
+def _supported(listed: Any, style: ReasoningStyle) -> tuple[str, ...]:
+    """A reasoning model honours the reasoning controls whether or not the entry lists them."""
+    extra = [p for p in REASONING_PARAMETERS if style.reasons and p not in listed]
+    return tuple(listed) + tuple(extra)
+
+
+def _reasoning(model_id: str, table: dict[str, Any]) -> dict[str, Any]:
+    """``[models.reasoning]``: style, its options, budgets per effort, extra allowed template kwargs."""
+    options = dict(table)
+    try:
+        style = build_style(options.pop("style", "none"), {k: v for k, v in options.items()
+                                                            if k not in ("budgets", "template_kwargs")})
+    except ValueError as exc:
+        raise ValueError(f"library entry '{model_id}': {exc}") from None
+    budgets = {e: None if v == "unlimited" else v for e, v in options.get("budgets", {}).items()}
+    bad = [e for e, v in budgets.items() if e not in EFFORTS or e == "none" or
+           (v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0))]
+    kwargs = tuple(options.get("template_kwargs", ()))
+    bad += [k for k in kwargs if k in RESERVED_TEMPLATE_KWARGS]
+    if bad:
+        raise ValueError(f"library entry '{model_id}': bad reasoning budgets or template_kwargs {bad} "
+                         "(budgets: minimal..xhigh = tokens >= 0 or \"unlimited\"; template_kwargs may not "
+                         f"name {', '.join(RESERVED_TEMPLATE_KWARGS)})")
+    return {"reasoning": style, "reasoning_budgets": budgets, "template_kwargs": kwargs}

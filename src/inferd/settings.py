@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "INFERD_"
+REASONING_FIELDS = ("both", "reasoning_content", "reasoning")
 
 
 def default_data_dir() -> Path:
@@ -27,6 +28,7 @@ class Settings:
     max_queue: int = 32  # requests waiting per model beyond its parallel slots
     threads: int = 0  # engine CPU threads; 0: all cores
     log_level: str = "info"
+    reasoning_field: str = "both"  # where reasoning goes: both | reasoning_content | reasoning
     # media inputs (image_url / video_url parts)
     media_allow_hosts: tuple[str, ...] = ()  # host or host:port fetched even if its address is refused
     media_deny_hosts: tuple[str, ...] = ()  # host or host:port never fetched
@@ -57,6 +59,9 @@ def _coerced(settings: Settings) -> Settings:
     data_dir = Path(settings.data_dir).expanduser()
     library = Path(settings.library).expanduser() if settings.library else None
     models_dir = Path(settings.models_dir).expanduser() if settings.models_dir else None
+    if settings.reasoning_field not in REASONING_FIELDS:
+        raise ValueError(f"{ENV_PREFIX}REASONING_FIELD must be one of {', '.join(REASONING_FIELDS)}; "
+                         f"got '{settings.reasoning_field}'")
     return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir)
 
 

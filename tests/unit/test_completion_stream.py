@@ -9,6 +9,9 @@ from typing import AsyncIterator
 
 from inferd.api.sse import events
 from inferd.chat.chunks import Envelope
+from inferd.chat.reasoning import plan_reasoning
+from inferd.chat.reasoning.run import ReasoningRun
+from inferd.chat.reasoning.styles import NoReasoning
 from inferd.chat.service import Completion
 from inferd.engines.base import Delta, GenerationRequest, Sampling, Usage
 from inferd.engines.llamacpp import _deltas
@@ -32,13 +35,19 @@ class FailingEngine:
             self.closed = True
 
 
+def _completion(engine: FailingEngine, finished: list) -> Completion:
+    plan, _ = plan_reasoning(NoReasoning(), {}, (), {}, {})
+    return Completion(Envelope(model="m"), ReasoningRun(engine, REQUEST, plan).deltas(), (),  # type: ignore[arg-type]
+                      finished.append)
+
+
 async def _collect(stream: AsyncIterator[bytes]) -> list[str]:
     return [chunk.decode() async for chunk in stream]
 
 
 def test_error_after_start_becomes_an_sse_error_event_then_done() -> None:
     engine, finished = FailingEngine(), []
-    completion = Completion(Envelope(model="m"), engine, REQUEST, finished.append)  # type: ignore[arg-type]
+    completion = _completion(engine, finished)
 
     async def run() -> list[str]:
         await completion.open()
@@ -56,7 +65,7 @@ def test_error_after_start_becomes_an_sse_error_event_then_done() -> None:
 
 def test_close_before_reading_releases_once() -> None:
     engine, finished = FailingEngine(), []
-    completion = Completion(Envelope(model="m"), engine, REQUEST, finished.append)  # type: ignore[arg-type]
+    completion = _completion(engine, finished)
 
     async def run() -> None:
         await completion.open()

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..chat.reasoning.styles import DEFAULT_BUDGETS, FALLBACK_EFFORT
 from ..chat.service import ChatService
 from ..engines.pool import EnginePool
 from ..library import Library, ModelSpec
@@ -44,7 +45,17 @@ def model_card(spec: ModelSpec) -> dict[str, Any]:
         "context_length": spec.context_length,
         "architecture": {"input_modalities": list(spec.input_modalities), "output_modalities": ["text"]},
         "supported_parameters": list(spec.supported_parameters),
+        "reasoning": _reasoning_card(spec),
     }
+
+
+def _reasoning_card(spec: ModelSpec) -> dict[str, Any] | None:
+    """Whether the model reasons, and what each reasoning_effort does on it."""
+    if not spec.reasoning.reasons:
+        return None
+    budgets = {**DEFAULT_BUDGETS, **spec.reasoning_budgets}
+    return {"style": spec.reasoning.name, "default_effort": spec.defaults.get("reasoning_effort", FALLBACK_EFFORT),
+            "efforts": spec.reasoning.honoured_efforts(budgets)}
 
 
 async def list_models(request: Request) -> Response:

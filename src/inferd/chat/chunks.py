@@ -26,8 +26,9 @@ class Envelope:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [], "usage": usage_body(usage)}
 
-    def completion(self, content: str, finish_reason: str, usage: Usage) -> dict[str, Any]:
-        message = {"role": "assistant", "content": content}
+    def completion(self, content: str, finish_reason: str, usage: Usage,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        message = {"role": "assistant", "content": content, **(extra or {})}
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
                 "usage": usage_body(usage)}
@@ -35,4 +36,5 @@ class Envelope:
 
 def usage_body(usage: Usage) -> dict[str, Any]:
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens, "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
+            "total_tokens": usage.total_tokens, "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}

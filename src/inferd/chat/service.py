@@ -6,7 +6,7 @@ import time
 from typing import AsyncIterator, Callable
 
 from ..api.schemas import ChatRequest
-from ..engines.base import Delta, Engine, GenerationRequest, Usage
+from ..engines.base import Delta, GenerationRequest, Usage
 from ..engines.pool import EnginePool
 from ..errors import InvalidRequest
 from ..library import Library, ModelSpec
@@ -14,6 +14,8 @@ from ..settings import Settings
 from ..store import Store
 from .chunks import Envelope
 from .params import enforce_policy, ignored_parameters, sampling
+from .reasoning import ReasoningPlan, plan_reasoning
+from .reasoning.run import ReasoningRun
 
 
 class ChatService:
@@ -29,12 +31,17 @@ class ChatService:
         _check_modalities(spec, chat)
         ignored = ignored_parameters(spec, chat.params, chat.unknown)
         enforce_policy(spec, ignored, self._settings.strict_params)
-        kwargs = chat.params.get("chat_template_kwargs", {}) if spec.supports("chat_template_kwargs") else {}
+        honoured = {name: value for name, value in chat.params.items() if spec.supports(name)}
+        plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs, honoured,
+                                      spec.defaults)
         request = GenerationRequest(messages=chat.messages, sampling=sampling(spec, chat.params),
                                     chat_template_kwargs=kwargs)
         engine = self._pool.acquire(spec)
-        completion = Completion(Envelope(model=spec.id), engine, request, lambda usage: self._finish(spec, key_id, usage))
-        completion.headers = {"X-Inferd-Ignored-Params": ", ".join(ignored)} if ignored else {}
+        deltas = ReasoningRun(engine, request, plan).deltas()
+        names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
+        completion = Completion(Envelope(model=spec.id), deltas, names,
+                                lambda usage: self._finish(spec, key_id, usage))
+        completion.headers = _headers(ignored, plan)
         await completion.open()
         return completion
 
@@ -44,6 +51,18 @@ class ChatService:
             self._store.write_later(
                 "INSERT INTO usage (key_id, model, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)",
                 (key_id, spec.id, usage.prompt_tokens, usage.completion_tokens, time.time()))
+
+
+def _headers(ignored: list[str], plan: ReasoningPlan) -> dict[str, str]:
+    headers = {"X-Inferd-Ignored-Params": ", ".join(ignored)} if ignored else {}
+    if described := plan.describe():
+        headers["X-Inferd-Reasoning"] = described
+    return headers
+
+
+def reasoning_names(setting: str) -> tuple[str, ...]:
+    """The message fields reasoning goes to: clients disagree, so both unless a setting picks one."""
+    return ("reasoning_content", "reasoning") if setting == "both" else (setting,)
 
 
 def _check_modalities(spec: ModelSpec, chat: ChatRequest) -> None:
@@ -58,10 +77,11 @@ class Completion:
 
     headers: dict[str, str]
 
-    def __init__(self, envelope: Envelope, engine: Engine, request: GenerationRequest,
+    def __init__(self, envelope: Envelope, deltas: AsyncIterator[Delta], reasoning_names: tuple[str, ...],
                  on_done: Callable[[Usage | None], None]) -> None:
         self.envelope = envelope
-        self._deltas = engine.generate(request)
+        self._deltas = deltas
+        self._names = reasoning_names  # empty: the model does not reason, or reasoning stays inline
         self._on_done: Callable[[Usage | None], None] | None = on_done
         self._first: Delta | None = None
         self._usage: Usage | None = None
@@ -85,6 +105,8 @@ class Completion:
     async def chunks(self, include_usage: bool) -> AsyncIterator[dict]:
         yield self.envelope.chunk({"role": "assistant", "content": ""})
         async for delta in self._all():
+            if delta.reasoning and self._names:
+                yield self.envelope.chunk(dict.fromkeys(self._names, delta.reasoning))
             if delta.content:
                 yield self.envelope.chunk({"content": delta.content})
             if delta.finish_reason is not None:
@@ -94,14 +116,18 @@ class Completion:
                     yield self.envelope.usage_chunk(delta.usage)
 
     async def body(self) -> dict:
-        parts: list[str] = []
+        content: list[str] = []
+        reasoning: list[str] = []
         finish, usage = "stop", Usage(0, 0)
         async for delta in self._all():
-            parts.append(delta.content)
+            content.append(delta.content)
+            reasoning.append(delta.reasoning)
             if delta.finish_reason is not None:
                 finish, usage = delta.finish_reason, delta.usage or usage
                 self._usage = usage
-        return self.envelope.completion("".join(parts), finish, usage)
+        thought = "".join(reasoning) or None
+        extra = dict.fromkeys(self._names, thought)
+        return self.envelope.completion("".join(content), finish, usage, extra)
 
     async def aclose(self) -> None:
         if self._on_done is None:

@@ -26,6 +26,9 @@ class GenerationRequest:
     messages: list[dict[str, Any]]
     sampling: Sampling
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # text the assistant's turn already holds: the engine renders the prompt, appends this and
+    # continues it (how inferd closes a thinking section whose budget is spent)
+    assistant_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # of completion_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -42,6 +46,7 @@ class Usage:
 @dataclass(frozen=True)
 class Delta:
     content: str = ""
+    reasoning: str = ""  # set by the reasoning layer above the engine, never by an engine
     finish_reason: str | None = None  # "stop" | "length" on the last delta
     usage: Usage | None = None  # on the last delta
 

@@ -63,8 +63,8 @@ class LlamaCppEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         messages = [_flatten(m) for m in request.messages]
-        if request.sampling.max_tokens is not None:
-            await self._check_context(messages, request.sampling.max_tokens)
+        if request.sampling.max_tokens is not None and not request.assistant_prefix:
+            await self._check_context(messages, request.sampling.max_tokens, request.chat_template_kwargs)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
@@ -73,8 +73,14 @@ class LlamaCppEngine:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
             return stop.is_set()
 
-        future = loop.run_in_executor(self._pool, self._server.handle_chat_completions,
-                                      self._body(messages, request), on_chunk)
+        if request.assistant_prefix:  # continue the assistant's turn: a raw completion of the rendered prompt
+            prompt = await self._render(messages, request.chat_template_kwargs) + request.assistant_prefix
+            body = {**self._body(messages, request), "prompt": prompt}
+            del body["messages"]
+            call = (self._server.handle_completions, body, on_chunk)
+        else:
+            call = (self._server.handle_chat_completions, self._body(messages, request), on_chunk)
+        future = loop.run_in_executor(self._pool, *call)
         future.add_done_callback(queue.put_nowait)  # the finished future marks the end
         try:
             async for delta in _deltas(queue):
@@ -92,19 +98,20 @@ class LlamaCppEngine:
             "repeat_last_n": self.capabilities.context_length if s.repetition_penalty != 1.0 else 0,
             "n_predict": s.max_tokens if s.max_tokens is not None else -1,
             "samplers": SAMPLER_ORDER,
+            "reasoning_format": "none",  # raw text: inferd's reasoning layer parses it, the same for every family
         }
         if request.chat_template_kwargs:
             body["chat_template_kwargs"] = request.chat_template_kwargs
         return body
 
-    async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int) -> None:
+    async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int, kwargs: dict[str, Any]) -> None:
         """Prompt + max_tokens must fit; count exactly only when a cheap upper bound says it may not."""
         limit = self.capabilities.context_length
         base, per_message = await self._template_overhead()
         text_bytes = sum(len(str(m.get("content") or "").encode()) for m in messages)
         if base + per_message * len(messages) + text_bytes + max_tokens <= limit:
             return
-        prompt_tokens = await self._count_prompt_tokens(messages)
+        prompt_tokens = await self._count_prompt_tokens(messages, kwargs)
         if prompt_tokens + max_tokens > limit:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
@@ -118,14 +125,22 @@ class LlamaCppEngine:
             self._overhead = (one, max(two - one, 1) + 4)  # +4: a word-boundary token per message
         return self._overhead
 
-    async def _count_prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
-        rendered = await self._listener.post("/apply-template", json={"messages": messages})
+    async def _count_prompt_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any] | None = None) -> int:
+        tokens = await self._listener.post(
+            "/tokenize", json={"content": await self._render(messages, kwargs or {}), "add_special": True,
+                               "parse_special": True})
+        return len(tokens.json()["tokens"])
+
+    async def _render(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> str:
+        """The prompt llama.cpp's chat template makes of these messages (its sandboxed Jinja)."""
+        body: dict[str, Any] = {"messages": messages}
+        if kwargs:
+            body["chat_template_kwargs"] = kwargs
+        rendered = await self._listener.post("/apply-template", json=body)
         if rendered.status_code != 200:
             raise InvalidRequest(f"The chat template could not render these messages: {rendered.text[:300]}",
                                  param="messages")
-        tokens = await self._listener.post(
-            "/tokenize", json={"content": rendered.json()["prompt"], "add_special": True, "parse_special": True})
-        return len(tokens.json()["tokens"])
+        return rendered.json()["prompt"]
 
     async def close(self) -> None:
         await self._listener.aclose()
@@ -143,7 +158,7 @@ async def _deltas(queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
             return
         for choice in chunk.get("choices", ()):
             finish = choice.get("finish_reason") or finish
-            if text := choice.get("delta", {}).get("content"):
+            if text := choice.get("delta", {}).get("content") or choice.get("text"):  # chat | raw completion
                 yield Delta(content=text)
     problem = None if chunk.cancelled() else chunk.exception()
     raise EngineFailure(f"The engine failed: {problem}" if problem else "The engine ended without a result.")
