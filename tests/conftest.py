@@ -7,7 +7,11 @@ import httpx
 import openai
 import pytest
 
+from . import netguard
 from .harness import Server
+
+# Any attempt of this test process to connect to (or resolve) something off loopback raises.
+netguard.install()
 
 QWEN = "qwen2.5-coder-0.5b-instruct"
 GEMMA = "gemma-3-270m"

@@ -53,6 +53,10 @@ class ModelSpec:
     reasoning: ReasoningStyle = field(default_factory=NoReasoning)
     reasoning_budgets: dict[str, int | None] = field(default_factory=dict)  # per effort; None: unlimited
     template_kwargs: tuple[str, ...] = ()  # further chat_template_kwargs names clients may set
+    mmproj: Path | None = None  # llama.cpp's vision projector GGUF, for image and video input
+    video_fps: float = 1.0  # frames sampled per second of video, unless the request says otherwise
+    video_max_frames: int = 8  # frames per video, unless the request says otherwise
+    video_timestamps: bool = False  # write each frame's time ("[1.0s]") before it, for families that expect it
 
     def model_path(self, models_dir: Path) -> Path:
         return self.file if self.file is not None else models_dir / self.filename
@@ -107,7 +111,11 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
         entry["chat_template"] = (base / template_file).read_text(encoding="utf-8")
     path = (base / Path(file).expanduser()) if file is not None else None
     entry.update(_reasoning(model_id, entry.pop("reasoning", {"style": "none"})))
+    if entry.get("mmproj") is not None:
+        entry["mmproj"] = base / Path(entry["mmproj"]).expanduser()
     _check_names(model_id, entry)
+    if float(entry.get("video_fps", 1.0)) <= 0 or int(entry.get("video_max_frames", 1)) < 1:
+        raise ValueError(f"library entry '{model_id}': video_fps must be > 0 and video_max_frames >= 1")
     extra = sorted(set(entry) - {f.name for f in fields(ModelSpec)})
     if extra:
         raise ValueError(f"library entry '{model_id}': unknown keys {extra}")

@@ -166,6 +166,9 @@ def _message_fields(path: str, message: Any) -> None:
                              param=f"{path}.content", code="invalid_type")
     for j, part in enumerate(content):
         _part(f"{path}.content[{j}]", part)
+        if part["type"] != "text" and role != "user":
+            raise InvalidRequest(f"'{path}.content[{j}]': {part['type']} parts are accepted in user messages only.",
+                                 param=f"{path}.content[{j}].type")
 
 
 def _tool_calls(path: str, calls: Any) -> None:
@@ -192,6 +195,23 @@ def _part(path: str, part: Any) -> None:
     if not isinstance(media, dict) or not isinstance(media.get("url"), str) or not media["url"]:
         raise InvalidRequest(f"'{path}.{kind}.url' must be a non-empty string (a data: or http(s) URL).",
                              param=f"{path}.{kind}.url", code="invalid_type")
+    for name, check in MEDIA_FIELDS[kind].items():
+        if media.get(name) is not None:
+            check(f"{path}.{kind}.{name}", media[name])
+
+
+def _detail(name: str, value: Any) -> str:
+    if value not in DETAILS:
+        raise InvalidRequest(f"'{name}' must be one of {', '.join(DETAILS)}; got {_show(value)}.", param=name)
+    return value
+
+
+DETAILS = ("auto", "low", "high")
+MEDIA_FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
+    "image_url": {"detail": _detail},
+    # per-request frame sampling; max_frames above the server's maximum is clamped, not refused
+    "video_url": {"fps": number(0, 60, low_open=True), "max_frames": integer(1)},
+}
 
 
 def _show(value: Any) -> str:

@@ -13,6 +13,7 @@ from ..library import Library, ModelSpec
 from ..settings import Settings
 from ..store import Store
 from .chunks import Envelope
+from .media import MediaPreparer
 from .params import enforce_policy, ignored_parameters, sampling
 from .reasoning import ReasoningPlan, plan_reasoning
 from .reasoning.run import ReasoningRun
@@ -24,6 +25,7 @@ class ChatService:
         self._pool = pool
         self._store = store
         self._settings = settings
+        self._media = MediaPreparer(settings)
 
     async def start(self, key_id: int, chat: ChatRequest) -> "Completion":
         """Validate against the model and start generating; errors raise before any output."""
@@ -34,7 +36,8 @@ class ChatService:
         honoured = {name: value for name, value in chat.params.items() if spec.supports(name)}
         plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs, honoured,
                                       spec.defaults)
-        request = GenerationRequest(messages=chat.messages, sampling=sampling(spec, chat.params),
+        media = await self._media.prepare(spec, chat.messages)  # before taking a slot: fetching may be slow
+        request = GenerationRequest(messages=media.messages, sampling=sampling(spec, chat.params),
                                     chat_template_kwargs=kwargs)
         engine = self._pool.acquire(spec)
         deltas = ReasoningRun(engine, request, plan).deltas()
@@ -42,6 +45,8 @@ class ChatService:
         completion = Completion(Envelope(model=spec.id), deltas, names,
                                 lambda usage: self._finish(spec, key_id, usage))
         completion.headers = _headers(ignored, plan)
+        if media.frames_per_video:
+            completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
         await completion.open()
         return completion
 

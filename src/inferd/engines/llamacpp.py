@@ -51,6 +51,11 @@ class LlamaCppEngine:
                 f"(got {spec.context_length} x {spec.parallel}); e.g. context_length = "
                 f"{-(-spec.context_length // CONTEXT_PAD) * CONTEXT_PAD}")
         _check_gguf(spec, model_path)
+        if spec.mmproj is not None:
+            _check_gguf(spec, spec.mmproj)
+        elif {"image", "video"} & set(spec.input_modalities):
+            raise ModelSourceError(f"model '{spec.id}' lists {', '.join(spec.input_modalities)} input but no "
+                                   "'mmproj' (the vision projector GGUF llama.cpp needs for images)")
         try:
             self._server = xllamacpp.Server(_params(xllamacpp, spec, model_path, settings, self._key))
         except RuntimeError as exc:
@@ -74,7 +79,7 @@ class LlamaCppEngine:
             return stop.is_set()
 
         if request.assistant_prefix:  # continue the assistant's turn: a raw completion of the rendered prompt
-            prompt = await self._render(messages, request.chat_template_kwargs) + request.assistant_prefix
+            prompt = await self.render_prompt(messages, request.chat_template_kwargs) + request.assistant_prefix
             body = {**self._body(messages, request), "prompt": prompt}
             del body["messages"]
             call = (self._server.handle_completions, body, on_chunk)
@@ -108,10 +113,11 @@ class LlamaCppEngine:
         """Prompt + max_tokens must fit; count exactly only when a cheap upper bound says it may not."""
         limit = self.capabilities.context_length
         base, per_message = await self._template_overhead()
-        text_bytes = sum(len(str(m.get("content") or "").encode()) for m in messages)
-        if base + per_message * len(messages) + text_bytes + max_tokens <= limit:
+        text_bytes = sum(len(_text(m).encode()) for m in messages)
+        media = any(isinstance(m.get("content"), list) for m in messages)  # images: count exactly
+        if not media and base + per_message * len(messages) + text_bytes + max_tokens <= limit:
             return
-        prompt_tokens = await self._count_prompt_tokens(messages, kwargs)
+        prompt_tokens = await self._count_input_tokens(messages, kwargs)
         if prompt_tokens + max_tokens > limit:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, you requested "
@@ -127,11 +133,21 @@ class LlamaCppEngine:
 
     async def _count_prompt_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any] | None = None) -> int:
         tokens = await self._listener.post(
-            "/tokenize", json={"content": await self._render(messages, kwargs or {}), "add_special": True,
+            "/tokenize", json={"content": await self.render_prompt(messages, kwargs or {}), "add_special": True,
                                "parse_special": True})
         return len(tokens.json()["tokens"])
 
-    async def _render(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> str:
+    async def _count_input_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> int:
+        """Exact prompt tokens, images included (llama.cpp tokenizes the chat as it would generate it)."""
+        body: dict[str, Any] = {"messages": messages, "chat_template_kwargs": kwargs} if kwargs else {
+            "messages": messages}
+        counted = await self._listener.post("/v1/chat/completions/input_tokens", json=body)
+        if counted.status_code != 200:
+            raise InvalidRequest(f"These messages could not be prepared for the model: {counted.text[:300]}",
+                                 param="messages")
+        return int(counted.json()["input_tokens"])
+
+    async def render_prompt(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> str:
         """The prompt llama.cpp's chat template makes of these messages (its sandboxed Jinja)."""
         body: dict[str, Any] = {"messages": messages}
         if kwargs:
@@ -188,6 +204,11 @@ def _flatten(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    return content if isinstance(content, str) else ""
+
+
 def _check_gguf(spec: ModelSpec, path: Path) -> None:
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
@@ -210,4 +231,6 @@ def _params(xllamacpp: Any, spec: ModelSpec, model_path: Path, settings: Setting
     params.verbosity = 3 if settings.log_level == "debug" else 1  # llama.cpp's per-request log only in debug
     if spec.chat_template:
         params.chat_template = spec.chat_template
+    if spec.mmproj is not None:
+        params.mmproj.path = str(spec.mmproj)
     return params

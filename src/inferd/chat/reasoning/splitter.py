@@ -81,9 +81,10 @@ class MarkerSplitter:
             self._buffer = self._buffer[index + len(self._end):]
             self.state = State.AFTER_END
             return
-        keep = max(_partial_suffix(self._buffer, self._end), len(self._buffer) - len(self._buffer.rstrip()))
-        self._emit_reasoning(out, self._buffer[:len(self._buffer) - keep])
-        self._buffer = self._buffer[len(self._buffer) - keep:]
+        head = self._buffer[:len(self._buffer) - _partial_suffix(self._buffer, self._end)]
+        head = head.rstrip()  # whitespace before the end marker is not part of the reasoning
+        self._emit_reasoning(out, head)
+        self._buffer = self._buffer[len(head):]
 
     def _emit_reasoning(self, out: list[Segment], text: str) -> None:
         if not self._reasoning_started:
