@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -88,3 +90,16 @@ class Handler(BaseHTTPRequestHandler):
     def route_files(self, path: str) -> None:
         body, content_type = self.server.files.get(path.removeprefix("/files/"), (b"", ""))
         self.reply(200, body, Content_Type=content_type) if content_type else self.reply(404, b"no such file")
+
+
+@contextlib.contextmanager
+def running() -> Iterator[MediaServer]:
+    """A media server on an ephemeral 127.0.0.1 port, serving on a daemon thread until the block ends."""
+    server = MediaServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()

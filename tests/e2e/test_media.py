@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,7 +20,7 @@ import pytest
 from .. import media_samples as samples
 from ..conftest import assert_error
 from ..harness import Server, library_server
-from ..media_server import MediaServer
+from ..media_server import MediaServer, running
 from ..tiny_vlm import TOKENS_PER_IMAGE, write_tiny_vlm
 
 VLM = "tiny-vlm"
@@ -34,23 +33,16 @@ NETGUARD_SITE = Path(__file__).resolve().parent.parent / "netguard_site"
 
 @pytest.fixture(scope="module")
 def media() -> Iterator[MediaServer]:
-    server = MediaServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.files.update({
-        "red.png": (samples.png(32, 32, (255, 0, 0)), "image/png"),
-        "bomb.png": (samples.png_bomb(), "image/png"),
-        "truncated.jpg": (samples.truncated_jpeg(), "image/jpeg"),
-        "one.png": (samples.one_pixel_png(), "image/png"),
-        "zero.avi": (samples.zero_frame_video(), "video/x-msvideo"),
-        "clip.mp4": (samples.video(20, 10), "video/mp4"),
-    })
-    try:
+    with running() as server:
+        server.files.update({
+            "red.png": (samples.png(32, 32, (255, 0, 0)), "image/png"),
+            "bomb.png": (samples.png_bomb(), "image/png"),
+            "truncated.jpg": (samples.truncated_jpeg(), "image/jpeg"),
+            "one.png": (samples.one_pixel_png(), "image/png"),
+            "zero.avi": (samples.zero_frame_video(), "video/x-msvideo"),
+            "clip.mp4": (samples.video(20, 10), "video/mp4"),
+        })
         yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-import threading
 import time
 from typing import Iterator, Sequence
 
@@ -16,22 +15,15 @@ from inferd.media.fetch import MediaFetcher, _request
 from inferd.media.guard import MediaURL, Target
 from inferd.settings import Settings
 
-from ..media_server import IMAGE, MediaServer
+from ..media_server import IMAGE, MediaServer, running
 
 PARAM = "messages[0].content[1].image_url.url"
 
 
 @pytest.fixture(scope="module")
 def media() -> Iterator[MediaServer]:
-    server = MediaServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running() as server:
         yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture()

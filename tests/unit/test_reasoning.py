@@ -209,3 +209,13 @@ def test_max_tokens_spent_by_the_budget_leaves_a_closed_but_empty_answer() -> No
     reasoning, content, last = run(engine, 4, reasoning_effort="minimal")
     assert engine.requests[1].sampling.max_tokens == 1
     assert reasoning == "a b c" and content == ""
+
+
+def test_reasoning_field_setting_picks_the_names() -> None:
+    from inferd.chat.service import reasoning_names
+    from inferd.settings import load_settings
+
+    assert reasoning_names(load_settings({}).reasoning_field) == ("reasoning_content", "reasoning")
+    assert reasoning_names(load_settings({"INFERD_REASONING_FIELD": "reasoning"}).reasoning_field) == ("reasoning",)
+    with pytest.raises(ValueError, match="INFERD_REASONING_FIELD must be one of"):
+        load_settings({"INFERD_REASONING_FIELD": "thoughts"})
