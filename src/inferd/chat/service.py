@@ -38,7 +38,7 @@ class ChatService:
                                       spec.defaults)
         media = await self._media.prepare(spec, chat.messages)  # before taking a slot: fetching may be slow
         request = GenerationRequest(messages=media.messages, sampling=sampling(spec, chat.params),
-                                    chat_template_kwargs=kwargs)
+                                    chat_template_kwargs=kwargs, keep_tokens=plan.style.markers)
         engine = self._pool.acquire(spec)
         deltas = ReasoningRun(engine, request, plan).deltas()
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()

@@ -29,6 +29,9 @@ class GenerationRequest:
     # text the assistant's turn already holds: the engine renders the prompt, appends this and
     # continues it (how inferd closes a thinking section whose budget is spent)
     assistant_prefix: str = ""
+    # marker tokens the engine must write out as text even where they are special tokens
+    # (``<|channel|>`` ...): the reasoning style parses them
+    keep_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ class LlamaCppEngine:
         }
         if request.chat_template_kwargs:
             body["chat_template_kwargs"] = request.chat_template_kwargs
+        if request.keep_tokens:  # honoured by raw completions; chat requests take the template's own list
+            body["preserved_tokens"] = list(request.keep_tokens)
         return body
 
     async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int, kwargs: dict[str, Any]) -> None:

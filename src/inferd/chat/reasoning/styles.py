@@ -39,6 +39,11 @@ class ReasoningStyle:
     reasons: ClassVar[bool] = True
     thinking_kwarg: str | None = None  # the family's own template switch, set from ``thinking``
 
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Tokens the engine must write out as text for the splitter to see them."""
+        return ()
+
     def decide(self, effort: str, switch: bool | None, budgets: dict[str, int | None]) -> Thinking:
         raise NotImplementedError
 
@@ -88,6 +93,10 @@ class ThinkTags(ReasoningStyle):
                             effort="none")
         return Thinking(on=True, budget=budgets[level], template_kwargs=kwargs, effort=level)
 
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return (self.start, self.end)
+
     def splitter(self, thinking: Thinking) -> MarkerSplitter:
         return MarkerSplitter(self.start, self.end, opened=bool(self.opening(thinking)))
 
@@ -128,6 +137,10 @@ class Harmony(ReasoningStyle):
         # gpt-oss always reasons: "off" means the analysis channel is closed before it starts
         return Thinking(on=True, budget=None if on else 0, template_kwargs={self.effort_kwarg: native},
                         effort=native if on else "none")
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return ("<|channel|>", "<|message|>", "<|start|>", "<|end|>")
 
     def splitter(self, thinking: Thinking) -> MarkerSplitter:
         return MarkerSplitter(self.start, self.end, opened=False, headers=self.headers)
