@@ -24,6 +24,7 @@ from ..media_server import MediaServer, running
 from ..tiny_vlm import TOKENS_PER_IMAGE, write_tiny_vlm
 
 VLM = "tiny-vlm"
+VLM_THINKER = "tiny-vlm-thinker"  # the same model as an always-on think-tags reasoner
 SERVER_MAX_FRAMES = 6
 MODEL_FRAMES = 4  # the library's video_max_frames
 MODEL_FPS = 2
@@ -70,6 +71,16 @@ input_modalities = ["text", "image", "video"]
 defaults = {{ temperature = 0.0 }}
 video_fps = {MODEL_FPS}
 video_max_frames = {MODEL_FRAMES}
+
+[[models]]
+id = "{VLM_THINKER}"
+file = "{model}"
+mmproj = "{mmproj}"
+context_length = 256
+parallel = 1
+input_modalities = ["text", "image"]
+defaults = {{ temperature = 0.0 }}
+reasoning = {{ style = "think-tags", hybrid = false, budgets = {{ minimal = 4 }} }}
 '''
     env = {"INFERD_MEDIA_ALLOW_HOSTS": f"127.0.0.1:{media.port}", "INFERD_MAX_VIDEO_FRAMES": str(SERVER_MAX_FRAMES),
            "INFERD_MEDIA_IMAGE_TIMEOUT": str(IMAGE_TIMEOUT_S), "INFERD_MEDIA_MAX_BYTES": str(1024 * 1024),
@@ -182,6 +193,18 @@ def test_per_request_frame_overrides_are_clamped(vlm: Server, key: str, options:
     response = ask(vlm, key, video(clip, **options))
     assert response.headers["x-inferd-video-frames"] == str(frames)
     assert prompt_tokens(response) == base + frames * TOKENS_PER_IMAGE
+
+
+def test_a_reasoning_budget_closed_by_inferd_keeps_the_images(vlm: Server, key: str) -> None:
+    """Phase 2 (after the forced close) continues with the same images in the prompt."""
+    outputs = []
+    for url in (RED, BLUE):
+        body = ok(ask(vlm, key, image(url), model=VLM_THINKER, reasoning_effort="minimal", max_tokens=10))
+        choice = body["choices"][0]
+        assert choice["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 10
+        assert body["usage"]["completion_tokens_details"]["reasoning_tokens"] <= 4
+        outputs.append(choice["message"]["content"])
+    assert outputs[0] != outputs[1]  # the answers still see the image
 
 
 def test_media_for_a_text_only_model_is_refused(http: httpx.Client) -> None:

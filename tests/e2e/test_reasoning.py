@@ -92,6 +92,17 @@ def test_minimal_budget_is_closed_by_inferd_and_the_model_answers(thinker: Serve
     assert usage["completion_tokens"] > BUDGETS["minimal"]  # the answer came after the forced close
 
 
+def test_a_forced_close_that_runs_out_of_max_tokens_ends_with_length(thinker: Server, key: str) -> None:
+    choice, usage, _ = answer(thinker, key, max_tokens=BUDGETS["medium"] + 6)
+    assert choice["finish_reason"] == "length" and usage["completion_tokens"] == BUDGETS["medium"] + 6
+
+
+def test_max_tokens_over_the_context_is_refused_whatever_the_budget(thinker: Server, key: str) -> None:
+    for effort in ("low", "xhigh", "none"):
+        response = ask(thinker, key, reasoning_effort=effort, max_tokens=2000)
+        assert_error(response, 400, "invalid_request_error", "messages", "context_length_exceeded")
+
+
 def test_separate_reasoning_false_keeps_the_markers_inline(thinker: Server, key: str) -> None:
     choice, usage, _ = answer(thinker, key, separate_reasoning=False, reasoning_effort="minimal")
     content = choice["message"]["content"]

@@ -320,3 +320,14 @@ def test_unknown_route_is_404(server: Server, http: httpx.Client, path: str) -> 
 def test_wrong_method_is_405(server: Server, http: httpx.Client, method: str, path: str) -> None:
     response = http.request(method, path)
     assert_rejected(server, response, None, "method_not_allowed", status=405)
+
+
+@pytest.mark.parametrize("name", ["日本", "a\r\nX-Evil: 1", "tab\there"])
+def test_odd_unknown_field_names_are_escaped_in_the_ignored_header(http: httpx.Client, name: str) -> None:
+    for stream in (False, True):
+        response = http.post("/api/v1/chat/completions", json={
+            "model": "qwen2.5-coder-0.5b-instruct", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 1, "stream": stream, name: 1})
+        assert response.status_code == 200, response.text
+        header = response.headers["x-inferd-ignored-params"]
+        assert header == json.dumps(name)[1:-1] and "x-evil" not in response.headers

@@ -13,7 +13,7 @@ from inferd.chat.reasoning import plan_reasoning
 from inferd.chat.reasoning.run import ReasoningRun
 from inferd.chat.reasoning.styles import NoReasoning
 from inferd.chat.service import Completion
-from inferd.engines.base import Delta, GenerationRequest, Sampling, Usage
+from inferd.engines.base import Capabilities, Delta, GenerationRequest, Sampling, Usage
 from inferd.engines.llamacpp import _deltas
 from inferd.errors import ContextLengthExceeded, EngineFailure, InvalidRequest
 
@@ -23,6 +23,8 @@ REQUEST = GenerationRequest(messages=[{"role": "user", "content": "hi"}],
 
 class FailingEngine:
     """Yields one delta, then fails: an error after the stream has started."""
+
+    capabilities = Capabilities(context_length=256, parallel=1)
 
     def __init__(self) -> None:
         self.closed = False
@@ -98,6 +100,13 @@ def test_llamacpp_chunks_become_deltas_with_usage_last() -> None:
     deltas = _feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
                    _chunk("a"), _chunk("b"), _chunk(finish="length"), {"choices": [], "usage": usage})
     assert deltas == [Delta("a"), Delta("b"), Delta(finish_reason="length", usage=Usage(5, 2, 3))]
+
+
+def test_a_raw_completions_last_chunk_carries_text_finish_and_usage() -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    deltas = _feed({"choices": [{"index": 0, "text": "a", "finish_reason": None}]},
+                   {"choices": [{"index": 0, "text": "b", "finish_reason": "length"}], "usage": usage})
+    assert deltas == [Delta("a"), Delta("b"), Delta(finish_reason="length", usage=Usage(5, 2))]
 
 
 def test_llamacpp_errors_map_to_api_errors() -> None:

@@ -13,7 +13,7 @@ from inferd.chat.reasoning import plan_reasoning
 from inferd.chat.reasoning.run import ReasoningRun
 from inferd.chat.reasoning.splitter import MarkerSplitter, State
 from inferd.chat.reasoning.styles import Harmony, NoReasoning, ThinkTags, build_style
-from inferd.engines.base import Delta, GenerationRequest, Sampling, Usage
+from inferd.engines.base import Capabilities, Delta, GenerationRequest, Sampling, Usage
 from inferd.errors import InvalidRequest
 
 HARMONY = Harmony()
@@ -122,6 +122,8 @@ def test_styles_are_built_by_name_with_checked_options() -> None:
     ({"thinking": True, "enable_thinking": False}, "chat_template_kwargs.thinking"),
     ({"thinking": "yes"}, "chat_template_kwargs.thinking"),
     ({"extra": [1, 2]}, "chat_template_kwargs.extra"),
+    ({"extra": float("nan")}, "chat_template_kwargs.extra"),
+    ({"extra": float("-inf")}, "chat_template_kwargs.extra"),
 ])
 def test_template_kwargs_allow_list(kwargs: dict, param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
@@ -146,6 +148,8 @@ def test_library_defaults_set_the_effort_and_separation() -> None:
 class ScriptedEngine:
     """Plays one scripted token list per generate() call; records each request."""
 
+    capabilities = Capabilities(context_length=4096, parallel=1)
+
     def __init__(self, *scripts: tuple[list[str], str]) -> None:
         self.scripts = list(scripts)
         self.requests: list[GenerationRequest] = []
@@ -163,7 +167,7 @@ class ScriptedEngine:
 
 def run(engine: ScriptedEngine, max_tokens: int | None, **params: object) -> tuple[str, str, Delta]:
     style = ThinkTags(opens_in_prompt=True)
-    plan, kwargs = plan_reasoning(style, {"minimal": 3}, (), params, {})
+    plan, kwargs = plan_reasoning(style, {"minimal": 3, "high": 5000}, (), params, {})
     request = GenerationRequest(messages=[{"role": "user", "content": "q"}],
                                 sampling=Sampling(0.0, 1.0, 0, 0.0, 1.0, max_tokens), chat_template_kwargs=kwargs)
 
@@ -179,8 +183,9 @@ def test_a_spent_budget_is_closed_and_the_answer_continues() -> None:
     reasoning, content, last = run(engine, 50, reasoning_effort="minimal")
     assert (reasoning, content) == ("a b c", "Yes.")
     first, second = engine.requests
-    assert first.sampling.max_tokens == 3 and not first.assistant_prefix
-    assert second.assistant_prefix == "a b c\n</think>\n\n" and second.sampling.max_tokens == 47
+    assert first.sampling.max_tokens == 3 and first.continue_message is None
+    assert second.continue_message == {"role": "assistant", "content": "a b c\n</think>\n\n"}
+    assert second.sampling.max_tokens == 47
     assert last.finish_reason == "stop"
     assert last.usage == Usage(prompt_tokens=10, completion_tokens=5, reasoning_tokens=3)
 
@@ -219,3 +224,14 @@ def test_reasoning_field_setting_picks_the_names() -> None:
     assert reasoning_names(load_settings({"INFERD_REASONING_FIELD": "reasoning"}).reasoning_field) == ("reasoning",)
     with pytest.raises(ValueError, match="INFERD_REASONING_FIELD must be one of"):
         load_settings({"INFERD_REASONING_FIELD": "thoughts"})
+
+
+def test_a_budget_the_context_cannot_hold_never_binds() -> None:
+    engine = ScriptedEngine((["a", " b", "</think>", "ok"], "stop"))
+    run(engine, None, reasoning_effort="high")  # budget 5000 > context 4096, no max_tokens
+    assert len(engine.requests) == 1 and engine.requests[0].sampling.max_tokens is None
+
+
+def test_harmony_continues_with_its_channels_as_fields() -> None:
+    assert HARMONY.continuation("<|channel|>analysis<|message|>hm<|end|>...", "hm", "") == {
+        "role": "assistant", "reasoning_content": "hm", "content": ""}

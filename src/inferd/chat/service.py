@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import AsyncIterator, Callable
 
@@ -37,8 +38,9 @@ class ChatService:
         plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs, honoured,
                                       spec.defaults)
         media = await self._media.prepare(spec, chat.messages)  # before taking a slot: fetching may be slow
-        request = GenerationRequest(messages=media.messages, sampling=sampling(spec, chat.params),
-                                    chat_template_kwargs=kwargs, keep_tokens=plan.style.markers)
+        chosen = sampling(spec, chat.params)
+        request = GenerationRequest(messages=media.messages, sampling=chosen, chat_template_kwargs=kwargs,
+                                    fit_tokens=chosen.max_tokens)
         engine = self._pool.acquire(spec)
         deltas = ReasoningRun(engine, request, plan).deltas()
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
@@ -59,7 +61,8 @@ class ChatService:
 
 
 def _headers(ignored: list[str], plan: ReasoningPlan) -> dict[str, str]:
-    headers = {"X-Inferd-Ignored-Params": ", ".join(ignored)} if ignored else {}
+    # field names are the client's: JSON-escaped, so any name is one printable ASCII header value
+    headers = {"X-Inferd-Ignored-Params": ", ".join(json.dumps(n)[1:-1] for n in ignored)} if ignored else {}
     if described := plan.describe():
         headers["X-Inferd-Reasoning"] = described
     return headers

@@ -26,12 +26,12 @@ class GenerationRequest:
     messages: list[dict[str, Any]]
     sampling: Sampling
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
-    # text the assistant's turn already holds: the engine renders the prompt, appends this and
-    # continues it (how inferd closes a thinking section whose budget is spent)
-    assistant_prefix: str = ""
-    # marker tokens the engine must write out as text even where they are special tokens
-    # (``<|channel|>`` ...): the reasoning style parses them
-    keep_tokens: tuple[str, ...] = ()
+    # an unfinished assistant turn the engine continues (appended after ``messages``): how inferd
+    # closes a thinking section whose budget is spent and lets the model answer
+    continue_message: dict[str, Any] | None = None
+    # completion tokens the prompt must leave room for (the client's max_tokens), checked before
+    # generating; a phase of a longer generation may stop earlier (sampling.max_tokens)
+    fit_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,8 @@ class LlamaCppEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         messages = [_flatten(m) for m in request.messages]
-        if request.sampling.max_tokens is not None and not request.assistant_prefix:
-            await self._check_context(messages, request.sampling.max_tokens, request.chat_template_kwargs)
+        if request.fit_tokens is not None and request.continue_message is None:
+            await self._check_context(messages, request.fit_tokens, request.chat_template_kwargs)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
@@ -78,13 +78,7 @@ class LlamaCppEngine:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
             return stop.is_set()
 
-        if request.assistant_prefix:  # continue the assistant's turn: a raw completion of the rendered prompt
-            prompt = await self.render_prompt(messages, request.chat_template_kwargs) + request.assistant_prefix
-            body = {**self._body(messages, request), "prompt": prompt}
-            del body["messages"]
-            call = (self._server.handle_completions, body, on_chunk)
-        else:
-            call = (self._server.handle_chat_completions, self._body(messages, request), on_chunk)
+        call = (self._server.handle_chat_completions, self._body(messages, request), on_chunk)
         future = loop.run_in_executor(self._pool, *call)
         future.add_done_callback(queue.put_nowait)  # the finished future marks the end
         try:
@@ -107,8 +101,9 @@ class LlamaCppEngine:
         }
         if request.chat_template_kwargs:
             body["chat_template_kwargs"] = request.chat_template_kwargs
-        if request.keep_tokens:  # honoured by raw completions; chat requests take the template's own list
-            body["preserved_tokens"] = list(request.keep_tokens)
+        if request.continue_message is not None:  # the template renders the turn so far, open at its end
+            body.update(messages=[*messages, request.continue_message], continue_final_message="content",
+                        add_generation_prompt=False)
         return body
 
     async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int, kwargs: dict[str, Any]) -> None:
@@ -171,13 +166,13 @@ async def _deltas(queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
     while not isinstance(chunk := await queue.get(), asyncio.Future):
         if "error" in chunk:
             raise _engine_error(chunk["error"])
+        for choice in chunk.get("choices", ()):  # a raw completion's last chunk has text, finish and usage
+            finish = choice.get("finish_reason") or finish
+            if text := choice.get("delta", {}).get("content") or choice.get("text"):  # chat | plain completion
+                yield Delta(content=text)
         if chunk.get("usage"):
             yield Delta(finish_reason=finish or "stop", usage=_usage(chunk["usage"]))
             return
-        for choice in chunk.get("choices", ()):
-            finish = choice.get("finish_reason") or finish
-            if text := choice.get("delta", {}).get("content") or choice.get("text"):  # chat | raw completion
-                yield Delta(content=text)
     problem = None if chunk.cancelled() else chunk.exception()
     raise EngineFailure(f"The engine failed: {problem}" if problem else "The engine ended without a result.")
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,8 @@ def _checked_kwargs(given: dict[str, Any], style: ReasoningStyle, allowed: tuple
         if value is not None and not isinstance(value, (str, int, float, bool)):
             raise InvalidRequest(f"'{param}' must be a string, number, boolean or null.", param=param,
                                  code="invalid_type")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest(f"'{param}' must be a finite number, got {value}.", param=param)
     return given
 
 

@@ -2,7 +2,7 @@
 
 The budget is enforced in two phases. Phase 1 generates at most ``budget`` tokens. If it
 stopped there with the thinking still open, inferd writes the family's end marker after it
-and phase 2 continues the same assistant turn (``GenerationRequest.assistant_prefix``), so the
+and phase 2 continues the same assistant turn (``GenerationRequest.continue_message``), so the
 model writes a real answer. ``max_tokens`` bounds everything the model writes, reasoning and
 answer together; a budget at or above ``max_tokens`` has no effect.
 """
@@ -23,12 +23,14 @@ class ReasoningRun:
         self._engine, self._request, self._plan = engine, request, plan
         self._splitter = plan.style.splitter(plan.thinking)
         self._text = ""  # what the model wrote so far (and the markers inferd inserted)
+        self._parts = {"reasoning": "", "content": ""}  # the same, split
         self._reasoning_tokens = 0
 
     async def deltas(self) -> AsyncIterator[Delta]:
         limit = self._request.sampling.max_tokens
         budget = self._plan.thinking.budget if self._plan.thinking.on else None
-        bounded = budget is not None and (limit is None or budget < limit)
+        room = self._engine.capabilities.context_length  # a budget the context cannot hold never binds
+        bounded = budget is not None and budget < room and (limit is None or budget < limit)
         opening = self._plan.style.opening(self._plan.thinking)
         if opening and not self._plan.separate:
             yield Delta(content=opening)
@@ -50,7 +52,8 @@ class ReasoningRun:
         if closing:
             yield self._delta(self._feed(closing, count=False), closing)
         used = first.usage.completion_tokens if first and first.usage else 0
-        request = replace(self._request, assistant_prefix=self._text)
+        turn = self._plan.style.continuation(self._text, self._parts["reasoning"], self._parts["content"])
+        request = replace(self._request, continue_message=turn)
         last = None
         async for delta in self._phase(request, None if limit is None else limit - used):
             if delta.finish_reason is None:
@@ -79,7 +82,10 @@ class ReasoningRun:
         if count and self._splitter.state in (State.LEADING, State.REASONING):
             self._reasoning_tokens += 1  # llama.cpp streams one piece per token
         self._text += text
-        return self._splitter.feed(text)
+        segments = self._splitter.feed(text)
+        for kind, piece in segments:
+            self._parts[kind] += piece
+        return segments
 
     def _delta(self, segments: list[Segment], raw: str) -> Delta:
         if not self._plan.separate:

@@ -39,10 +39,9 @@ class ReasoningStyle:
     reasons: ClassVar[bool] = True
     thinking_kwarg: str | None = None  # the family's own template switch, set from ``thinking``
 
-    @property
-    def markers(self) -> tuple[str, ...]:
-        """Tokens the engine must write out as text for the splitter to see them."""
-        return ()
+    def continuation(self, text: str, reasoning: str, content: str) -> dict[str, Any]:
+        """The unfinished assistant turn the engine continues after a forced close."""
+        return {"role": "assistant", "content": text}
 
     def decide(self, effort: str, switch: bool | None, budgets: dict[str, int | None]) -> Thinking:
         raise NotImplementedError
@@ -93,10 +92,6 @@ class ThinkTags(ReasoningStyle):
                             effort="none")
         return Thinking(on=True, budget=budgets[level], template_kwargs=kwargs, effort=level)
 
-    @property
-    def markers(self) -> tuple[str, ...]:
-        return (self.start, self.end)
-
     def splitter(self, thinking: Thinking) -> MarkerSplitter:
         return MarkerSplitter(self.start, self.end, opened=bool(self.opening(thinking)))
 
@@ -138,9 +133,9 @@ class Harmony(ReasoningStyle):
         return Thinking(on=True, budget=None if on else 0, template_kwargs={self.effort_kwarg: native},
                         effort=native if on else "none")
 
-    @property
-    def markers(self) -> tuple[str, ...]:
-        return ("<|channel|>", "<|message|>", "<|start|>", "<|end|>")
+    def continuation(self, text: str, reasoning: str, content: str) -> dict[str, Any]:
+        # chat templates of this family render the two channels from these fields themselves
+        return {"role": "assistant", "reasoning_content": reasoning, "content": content}
 
     def splitter(self, thinking: Thinking) -> MarkerSplitter:
         return MarkerSplitter(self.start, self.end, opened=False, headers=self.headers)
