@@ -96,7 +96,7 @@ def show_models(settings: Settings) -> int:
         path = spec.model_path(settings.model_files_dir)
         state = "present" if path.is_file() else "not assembled yet"
         print(f"{spec.id:<32} engine={spec.engine} context={spec.context_length} parallel={spec.parallel} "
-              f"input={'+'.join(spec.input_modalities)} file={path} ({state})")
+              f"input={'+'.join(spec.input_modalities)} reasoning={spec.reasoning.name} file={path} ({state})")
     return 0
 
 

@@ -72,6 +72,24 @@ def test_a_context_llama_cpp_would_pad_is_refused(tmp_path: Path, models_dir: Pa
                                        "256 (got 1000 x 1); e.g. context_length = 1024")
 
 
+def test_a_vision_entry_without_its_projector_is_refused(tmp_path: Path, models_dir: Path, server: Server) -> None:
+    gguf = models_dir / "gemma-3-270m.Q4_K_M.gguf"
+    entry = f'id = "eyes"\nfile = "{gguf}"\ncontext_length = 512\ninput_modalities = ["text", "image"]\n'
+    health, srv = _failed_server(tmp_path, models_dir, entry)
+    srv.stop()
+    assert health["errors"]["eyes"] == ("model 'eyes' lists text, image input but no 'mmproj' (the vision "
+                                        "projector GGUF llama.cpp needs for images)")
+
+
+def test_a_projector_that_is_not_gguf_is_refused(tmp_path: Path, models_dir: Path, server: Server) -> None:
+    gguf, bogus = models_dir / "gemma-3-270m.Q4_K_M.gguf", tmp_path / "mmproj.gguf"
+    bogus.write_bytes(b"nope" * 10)
+    entry = f'id = "eyes"\nfile = "{gguf}"\nmmproj = "{bogus}"\ncontext_length = 512\ninput_modalities = ["text", "image"]\n'
+    health, srv = _failed_server(tmp_path, models_dir, entry)
+    srv.stop()
+    assert health["errors"]["eyes"] == f"model 'eyes': {bogus} is not a GGUF file (corrupt or wrong format)"
+
+
 def test_corrupted_assembled_file_is_detected_and_reassembled(tmp_path: Path, models_dir: Path, server: Server) -> None:
     """A verified file is reused; a changed one fails its stamp and is assembled and verified again."""
     own_models = tmp_path / "models"

@@ -306,3 +306,40 @@ def test_enforce_policy_strict_rejects_first_ignored() -> None:
     assert error.status == 400 and error.type == "invalid_request_error"
     assert error.code == "unsupported_parameter" and error.param == "reasoning_effort"
     assert "reasoning_effort" in error.message and "temperature" in error.message
+
+
+REASONER = '''[[models]]
+id = "r"
+file = "models/r.gguf"
+context_length = 256
+mmproj = "models/r-mmproj.gguf"
+input_modalities = ["text", "image"]
+video_fps = 0.5
+'''
+
+
+def test_reasoning_and_vision_entries(tmp_path: Path) -> None:
+    text = REASONER + '[models.reasoning]\nstyle = "think-tags"\nthinking_kwarg = "thinking"\n' \
+        'budgets = { low = 7, xhigh = "unlimited" }\ntemplate_kwargs = ["persona"]\n'
+    spec = load_library(write(tmp_path, text)).get("r")
+    assert spec.reasoning.name == "think-tags" and spec.reasoning.thinking_kwarg == "thinking"
+    assert spec.reasoning_budgets == {"low": 7, "xhigh": None} and spec.template_kwargs == ("persona",)
+    assert {"reasoning_effort", "separate_reasoning", "chat_template_kwargs"} <= set(spec.supported_parameters)
+    assert spec.mmproj == tmp_path / "models" / "r-mmproj.gguf" and spec.video_fps == 0.5
+
+
+@pytest.mark.parametrize("table,message", [
+    ('style = "magic"', "unknown reasoning style 'magic'"),
+    ('style = "think-tags"\ncolour = "red"', "has no option"),
+    ('style = "think-tags"\nbudgets = { low = -1 }', "bad reasoning budgets"),
+    ('style = "think-tags"\nbudgets = { none = 5 }', "bad reasoning budgets"),
+    ('style = "think-tags"\ntemplate_kwargs = ["chat_template"]', "may not"),
+])
+def test_bad_reasoning_tables_are_refused(tmp_path: Path, table: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_library(write(tmp_path, REASONER + "[models.reasoning]\n" + table + "\n"))
+
+
+def test_bad_video_defaults_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="video_fps must be > 0"):
+        load_library(write(tmp_path, REASONER.replace("video_fps = 0.5", "video_fps = 0")))
