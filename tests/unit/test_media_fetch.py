@@ -200,3 +200,12 @@ def test_data_url_size_is_capped_before_decoding(monkeypatch: pytest.MonkeyPatch
     huge = "data:image/png;base64," + "A" * (4 * 1024 * 1024)
     error = failure(huge, Settings(media_max_bytes=64 * 1024))
     assert error.code == "invalid_media_url" and "too large" in error.message and "AAAA" not in error.message
+
+
+@pytest.mark.parametrize("location", ["mailto:x@example.com", "data:image/png;base64,AAAA", "gopher://x/",
+                                      "file:///etc/passwd"])
+def test_redirects_to_odd_locations_are_refused_as_urls(media: MediaServer, location: str) -> None:
+    from urllib.parse import quote
+
+    error = failure(f"http://127.0.0.1:{media.port}/redirect-to?url={quote(location)}", settings(media))
+    assert error.code == "invalid_media_url" and "redirected to" in error.message, error.message

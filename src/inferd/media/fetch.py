@@ -119,11 +119,11 @@ class MediaFetcher:
             raise _failed(f"fetching {label} failed ({type(exc).__name__}: {exc}); check the URL",
                           param) from None
 
-    def _client(self, timeout: float) -> httpx.AsyncClient:
-        """A fresh client per fetch: no env proxies, no pooled TLS connection reused across names."""
-        return httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=self._ssl,
-                                 timeout=httpx.Timeout(timeout),
-                                 limits=httpx.Limits(max_keepalive_connections=0))
+    def _transport(self) -> httpx.AsyncHTTPTransport:
+        """A fresh transport per fetch: no env proxies, no cookies, no pooled TLS connection reused
+        across names, and no redirect handling of its own (every hop is checked here)."""
+        return httpx.AsyncHTTPTransport(verify=self._ssl, trust_env=False,
+                                        limits=httpx.Limits(max_keepalive_connections=0))
 
     async def _check(self, url: str, hop: int, kind: str, param: str) -> Target:
         try:
@@ -136,10 +136,12 @@ class MediaFetcher:
 
     async def _fetch_remote(self, url: str, kind: str, param: str, timeout: float) -> bytes:
         cap = self._settings.media_max_bytes
-        async with self._client(timeout) as client:
+        async with self._transport() as transport:
             for hop in range(MAX_REDIRECTS + 1):
                 target = await self._check(url, hop, kind, param)
-                response = await client.send(_request(target, kind), stream=True)
+                request = _request(target, kind)
+                request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+                response = await transport.handle_async_request(request)
                 try:
                     location = _redirect_location(response)
                     if location is None:
