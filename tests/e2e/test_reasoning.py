@@ -15,12 +15,22 @@ from ..conftest import assert_error
 from ..harness import Server, library_server
 
 THINKER = "qwen-thinker"
+HARMONIST = "qwen-harmonist"  # the same model behind a gpt-oss (harmony) style template
 BUDGETS = {"minimal": 8, "low": 16, "medium": 24, "high": 96}
 MARKER_TOKENS = 3  # "</think>" is 3 tokens for Qwen2.5's tokenizer
 HYBRID_TEMPLATE = (
     "{%- for m in messages -%}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor -%}"
     "{%- if add_generation_prompt -%}<|im_start|>assistant\n{% if enable_thinking %}<think>\n{% endif %}"
     "{%- endif -%}")
+HARMONY_TEMPLATE = (
+    "<|start|>system<|message|>You are a helpful assistant.\n"
+    "Reasoning: {{ reasoning_effort | default('medium') }}\n\n"
+    "# Valid channels: analysis, commentary, final.<|end|>"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'assistant' -%}<|start|>assistant<|channel|>final<|message|>{{ m['content'] }}<|end|>"
+    "{%- else -%}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|start|>assistant{%- endif -%}")
 QUESTION = [{"role": "user", "content": "Is 17 a prime number? Think about it carefully."}]
 
 
@@ -40,6 +50,15 @@ style = "think-tags"
 opens_in_prompt = true
 thinking_kwarg = "enable_thinking"
 budgets = {{ {budgets} }}
+
+[[models]]
+id = "{HARMONIST}"
+file = "{models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
+context_length = 1024
+parallel = 1
+defaults = {{ temperature = 0.0 }}
+chat_template = {json.dumps(HARMONY_TEMPLATE)}
+reasoning = {{ style = "harmony" }}
 '''
     with library_server(tmp_path_factory.mktemp("thinker"), models_dir, toml) as srv:
         yield srv
@@ -213,3 +232,17 @@ def test_packaged_models_do_not_reason(http: httpx.Client) -> None:
     assert response.status_code == 200 and "reasoning_effort" in response.headers["x-inferd-ignored-params"]
     assert "x-inferd-reasoning" not in response.headers
     assert "reasoning_content" not in response.json()["choices"][0]["message"]
+
+
+def test_harmony_effort_none_closes_the_analysis_channel_and_answers(thinker: Server, key: str) -> None:
+    """llama.cpp parses gpt-oss output itself and refuses text outside the channels, which Qwen
+    cannot write; after inferd's forced close the answer is inside the final channel, so this
+    path runs on Qwen (the effort levels are checked on rendered prompts in test_reasoning_templates)."""
+    choice, usage, response = answer(thinker, key, model=HARMONIST, reasoning_effort="none", max_tokens=6)
+    assert response.headers["x-inferd-reasoning"] == "style=harmony; thinking=on; effort=none; budget=0"
+    assert choice["message"]["content"] and not choice["message"]["reasoning_content"]
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 0 and usage["completion_tokens"] == 6
+    inline, _, _ = answer(thinker, key, model=HARMONIST, reasoning_effort="none", max_tokens=6,
+                          separate_reasoning=False)
+    assert inline["message"]["content"].startswith(
+        "<|channel|>analysis<|message|><|end|><|start|>assistant<|channel|>final<|message|>")

@@ -16,17 +16,8 @@ from inferd.library import ModelSpec
 from inferd.settings import Settings
 
 from ..harness import Server
-from .test_reasoning import HYBRID_TEMPLATE
+from .test_reasoning import HARMONY_TEMPLATE, HYBRID_TEMPLATE
 
-HARMONY_TEMPLATE = (
-    "<|start|>system<|message|>You are a helpful assistant.\n"
-    "Reasoning: {{ reasoning_effort | default('medium') }}\n\n"
-    "# Valid channels: analysis, commentary, final.<|end|>"
-    "{%- for m in messages -%}"
-    "{%- if m['role'] == 'assistant' -%}<|start|>assistant<|channel|>final<|message|>{{ m['content'] }}<|end|>"
-    "{%- else -%}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}<|start|>assistant{%- endif -%}")
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 

@@ -40,6 +40,10 @@ CASES = [
     ("harmony", lambda: HARMONY.splitter(HARMONY.decide("medium", None, {})),
      "<|channel|>analysis<|message|>User asks.<|end|><|start|>assistant<|channel|>final<|message|>Hi!",
      ("User asks.", "Hi!")),
+    # what llama.cpp streams for gpt-oss with reasoning_format none: the analysis channel with its
+    # markers, then the final channel's text without its header
+    ("harmony-as-llama.cpp-streams-it", lambda: HARMONY.splitter(HARMONY.decide("medium", None, {})),
+     "<|channel|>analysis<|message|>User asks.<|end|>Hi!", ("User asks.", "Hi!")),
     ("harmony-final-only", lambda: HARMONY.splitter(HARMONY.decide("medium", None, {})),
      "<|channel|>final<|message|>Hi!", ("", "Hi!")),
     ("no-reasoning", lambda: MarkerSplitter("<think>", "</think>", opened=False),
@@ -235,3 +239,4 @@ def test_a_budget_the_context_cannot_hold_never_binds() -> None:
 def test_harmony_continues_with_its_channels_as_fields() -> None:
     assert HARMONY.continuation("<|channel|>analysis<|message|>hm<|end|>...", "hm", "") == {
         "role": "assistant", "reasoning_content": "hm", "content": ""}
+    assert HARMONY.continuation("", "", "")["reasoning_content"] == "\n"  # budget 0: an empty analysis

@@ -134,8 +134,9 @@ class Harmony(ReasoningStyle):
                         effort=native if on else "none")
 
     def continuation(self, text: str, reasoning: str, content: str) -> dict[str, Any]:
-        # chat templates of this family render the two channels from these fields themselves
-        return {"role": "assistant", "reasoning_content": reasoning, "content": content}
+        # chat templates of this family render the two channels from these fields themselves;
+        # llama.cpp continues a turn only when one of them holds text, so an empty analysis is a newline
+        return {"role": "assistant", "reasoning_content": reasoning or "\n", "content": content}
 
     def splitter(self, thinking: Thinking) -> MarkerSplitter:
         return MarkerSplitter(self.start, self.end, opened=False, headers=self.headers)
