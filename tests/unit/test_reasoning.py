@@ -35,6 +35,11 @@ CASES = [
      "<think>\nLet me see.\n</think>\n\nThe answer.", ("Let me see.", "The answer.")),
     ("opened-in-prompt", lambda: MarkerSplitter("<think>", "</think>", opened=True),
      "Let me see.\n</think>\n\nThe answer.", ("Let me see.", "The answer.")),
+    # llama.cpp echoes a thinking block the prompt opened (or closed) at the start of its output
+    ("opened-and-echoed", lambda: MarkerSplitter("<think>", "</think>", opened=True),
+     "<think>\nLet me see.\n</think>\n\nThe answer.", ("Let me see.", "The answer.")),
+    ("closed-in-prompt-and-echoed", lambda: MarkerSplitter("<think>", "</think>", opened=False),
+     "<think>\n\n</think>\n\nThe answer.", ("", "The answer.")),
     ("brackets", lambda: MarkerSplitter("[THINK]", "[/THINK]", opened=False),
      "[THINK]a < b[/THINK]Yes.", ("a < b", "Yes.")),
     ("harmony", lambda: HARMONY.splitter(HARMONY.decide("medium", None, {})),
@@ -98,15 +103,14 @@ def test_harmony_maps_efforts_to_its_native_levels(effort: str, native: str) -> 
 def test_harmony_none_closes_the_analysis_channel_at_once() -> None:
     thinking = HARMONY.decide("none", None, {})
     assert thinking.budget == 0 and thinking.effort == "none"
-    assert HARMONY.closing("", State.LEADING) == (
+    assert HARMONY.closing(State.LEADING) == (
         "<|channel|>analysis<|message|><|end|><|start|>assistant<|channel|>final<|message|>")
 
 
 def test_think_tags_closing_text() -> None:
-    assert THINK.closing("so far", State.REASONING) == "\n</think>\n\n"
-    assert THINK.closing("so far\n", State.REASONING) == "</think>\n\n"
-    assert THINK.closing("", State.LEADING) == "<think>\n\n</think>\n\n"
-    assert THINK.closing("done", State.CONTENT) == ""
+    assert THINK.closing(State.REASONING) == "\n</think>\n\n"
+    assert THINK.closing(State.LEADING) == "<think>\n\n</think>\n\n"
+    assert THINK.closing(State.CONTENT) == ""
 
 
 def test_styles_are_built_by_name_with_checked_options() -> None:
@@ -237,6 +241,29 @@ def test_a_budget_the_context_cannot_hold_never_binds() -> None:
 
 
 def test_harmony_continues_with_its_channels_as_fields() -> None:
-    assert HARMONY.continuation("<|channel|>analysis<|message|>hm<|end|>...", "hm", "") == {
-        "role": "assistant", "reasoning_content": "hm", "content": ""}
-    assert HARMONY.continuation("", "", "")["reasoning_content"] == "\n"  # budget 0: an empty analysis
+    thinking = HARMONY.decide("medium", None, {})
+    assert HARMONY.continuation(thinking, "hm", "") == {"role": "assistant", "reasoning_content": "hm", "content": ""}
+    assert HARMONY.continuation(thinking, "", "")["reasoning_content"] == "\n"  # budget 0: an empty analysis
+
+
+def test_think_tags_continuation_starts_after_what_the_prompt_opened() -> None:
+    budgets = {"medium": 9}
+    opened, plain = ThinkTags(opens_in_prompt=True), ThinkTags()
+    assert opened.continuation(opened.decide("medium", None, budgets), "hm", "") == {
+        "role": "assistant", "content": "hm\n</think>\n\n"}
+    assert plain.continuation(plain.decide("medium", None, budgets), "hm", "Ye") == {
+        "role": "assistant", "content": "<think>\nhm\n</think>\n\nYe"}
+    assert plain.continuation(plain.decide("medium", None, budgets), None, "Plain") == {
+        "role": "assistant", "content": "Plain"}
+
+
+def test_inline_output_has_one_pair_of_markers_when_the_engine_echoes_the_opening() -> None:
+    engine = ScriptedEngine((["<think>", "\n", "a", " b"], "stop"), (["Yes"], "stop"))
+    reasoning, content, last = run(engine, 50, reasoning_effort="minimal", separate_reasoning=False)
+    assert content == "<think>\na\n</think>\n\nYes" and last.usage.reasoning_tokens == 3  # budget 3
+
+
+def test_an_empty_thinking_block_counts_no_reasoning_tokens() -> None:
+    engine = ScriptedEngine((["<think>", "\n\n", "</think>", "\n\n", "Hi"], "stop"))
+    reasoning, content, last = run(engine, 50, reasoning_effort="none")
+    assert (reasoning, content, last.usage.reasoning_tokens) == ("", "Hi", 0)

@@ -24,10 +24,16 @@ class MarkerSplitter:
 
     def __init__(self, start: str, end: str, *, opened: bool, headers: tuple[str, ...] = ()) -> None:
         self._start, self._end, self._headers = start, end, headers
-        self.state = State.REASONING if opened else State.LEADING
-        self.reasoned = opened  # True once any reasoning began
+        self._opened = opened  # the prompt opened the reasoning; the output may or may not repeat the marker
+        self.state = State.LEADING
+        self.reasoned = False  # True once reasoning text came out
+        self.entered = False  # True once the reasoning section began (even if empty)
         self._buffer = ""
-        self._reasoning_started = False
+
+    @property
+    def phase(self) -> State:
+        """Where the model is: LEADING counts as REASONING when the prompt opened it."""
+        return State.REASONING if self.state is State.LEADING and self._opened else self.state
 
     def feed(self, text: str) -> list[Segment]:
         self._buffer += text
@@ -42,8 +48,9 @@ class MarkerSplitter:
     def finish(self) -> list[Segment]:
         """The stream ended: release what was held back (a partial marker is plain text)."""
         rest, self._buffer = self._buffer, ""
-        if self.state is State.REASONING:
-            rest = rest.rstrip()
+        if self.phase is State.REASONING:
+            rest = rest.strip() if not self.reasoned else rest.rstrip()
+            self.reasoned = self.reasoned or bool(rest)
             return [("reasoning", rest)] if rest else []
         if self.state is State.LEADING and rest.strip():
             return [("content", rest.strip())]
@@ -65,10 +72,11 @@ class MarkerSplitter:
         if not text:
             return
         if text.startswith(self._start):
-            self._buffer = text[len(self._start):]
-            self.state, self.reasoned = State.REASONING, True
+            self._buffer, self.state, self.entered = text[len(self._start):], State.REASONING, True
         elif self._start.startswith(text):
             return  # may still become the start marker
+        elif self._opened:
+            self._buffer, self.state, self.entered = text, State.REASONING, True
         elif any(h.startswith(text) or text.startswith(h) for h in self._headers):
             self._buffer, self.state = text, State.AFTER_END  # content announced by a header, no reasoning
         else:
@@ -87,10 +95,10 @@ class MarkerSplitter:
         self._buffer = self._buffer[len(head):]
 
     def _emit_reasoning(self, out: list[Segment], text: str) -> None:
-        if not self._reasoning_started:
+        if not self.reasoned:
             text = text.lstrip()
         if text:
-            self._reasoning_started = True
+            self.reasoned = True
             out.append(("reasoning", text))
 
     def _after_end(self) -> None:
@@ -111,8 +119,8 @@ class MarkerSplitter:
 class PlainSplitter:
     """For models that do not reason: everything is content."""
 
-    state = State.CONTENT
-    reasoned = False
+    state = phase = State.CONTENT
+    reasoned = entered = False
 
     def feed(self, text: str) -> list[Segment]:
         return [("content", text)] if text else []

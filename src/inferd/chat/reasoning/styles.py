@@ -39,9 +39,10 @@ class ReasoningStyle:
     reasons: ClassVar[bool] = True
     thinking_kwarg: str | None = None  # the family's own template switch, set from ``thinking``
 
-    def continuation(self, text: str, reasoning: str, content: str) -> dict[str, Any]:
-        """The unfinished assistant turn the engine continues after a forced close."""
-        return {"role": "assistant", "content": text}
+    def continuation(self, thinking: Thinking, reasoning: str | None, content: str) -> dict[str, Any]:
+        """The unfinished assistant turn the engine continues; ``reasoning`` is None when the model
+        did not reason (a budget spent in a plain answer)."""
+        return {"role": "assistant", "content": content}
 
     def decide(self, effort: str, switch: bool | None, budgets: dict[str, int | None]) -> Thinking:
         raise NotImplementedError
@@ -53,9 +54,14 @@ class ReasoningStyle:
         """The marker the prompt itself opened (inline output starts with it)."""
         return ""
 
-    def closing(self, text: str, state: State) -> str:
+    def closing(self, phase: State) -> str:
         """What inferd writes into the sequence to end the thinking when its budget is spent."""
         return ""
+
+    @property
+    def inline_markers(self) -> tuple[str, str]:
+        """What surrounds the reasoning in content when it is not separated."""
+        return ("", "")
 
     def honoured_efforts(self, budgets: dict[str, int | None]) -> dict[str, str]:
         return {}
@@ -98,12 +104,25 @@ class ThinkTags(ReasoningStyle):
     def opening(self, thinking: Thinking) -> str:
         return self.start + "\n" if thinking.on and self.opens_in_prompt else ""
 
-    def closing(self, text: str, state: State) -> str:
-        if state is State.REASONING:
-            return ("" if text.endswith("\n") else "\n") + self.end + "\n\n"
-        if state is State.LEADING:
+    def closing(self, phase: State) -> str:
+        if phase is State.REASONING:
+            return "\n" + self.end + "\n\n"
+        if phase is State.LEADING:
             return self.start + "\n\n" + self.end + "\n\n"
         return ""
+
+    @property
+    def inline_markers(self) -> tuple[str, str]:
+        return (self.start + "\n", "\n" + self.end + "\n\n")
+
+    def continuation(self, thinking: Thinking, reasoning: str | None, content: str) -> dict[str, Any]:
+        """The turn so far, written the way the model writes it; the prompt's own opening marker
+        (``opens_in_prompt``) comes from the template, so the text starts after it."""
+        if reasoning is None and not self.opening(thinking):
+            return {"role": "assistant", "content": content}
+        head = "" if self.opening(thinking) else self.start + "\n"
+        reasoning = reasoning or ""
+        return {"role": "assistant", "content": f"{head}{reasoning}\n{self.end}\n\n{content}"}
 
     def honoured_efforts(self, budgets: dict[str, int | None]) -> dict[str, str]:
         described = {e: "unlimited" if budgets[e] is None else f"{budgets[e]} reasoning tokens" for e in EFFORTS}
@@ -133,7 +152,7 @@ class Harmony(ReasoningStyle):
         return Thinking(on=True, budget=None if on else 0, template_kwargs={self.effort_kwarg: native},
                         effort=native if on else "none")
 
-    def continuation(self, text: str, reasoning: str, content: str) -> dict[str, Any]:
+    def continuation(self, thinking: Thinking, reasoning: str | None, content: str) -> dict[str, Any]:
         # chat templates of this family render the two channels from these fields themselves;
         # llama.cpp continues a turn only when one of them holds text, so an empty analysis is a newline
         return {"role": "assistant", "reasoning_content": reasoning or "\n", "content": content}
@@ -141,12 +160,16 @@ class Harmony(ReasoningStyle):
     def splitter(self, thinking: Thinking) -> MarkerSplitter:
         return MarkerSplitter(self.start, self.end, opened=False, headers=self.headers)
 
-    def closing(self, text: str, state: State) -> str:
-        if state is State.REASONING:
+    def closing(self, phase: State) -> str:
+        if phase is State.REASONING:
             return self.end + self.headers[0]
-        if state is State.LEADING:
+        if phase is State.LEADING:
             return self.start + self.end + self.headers[0]
         return ""
+
+    @property
+    def inline_markers(self) -> tuple[str, str]:
+        return (self.start, self.end + self.headers[0])
 
     def honoured_efforts(self, budgets: dict[str, int | None]) -> dict[str, str]:
         described = {e: f"Reasoning: {HARMONY_EFFORTS[e]}" for e in EFFORTS}
