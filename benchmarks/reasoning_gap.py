@@ -17,38 +17,47 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's tests/ helpers
 
 import httpx
-from tests.harness import library_server
-from tests.e2e.test_reasoning import HYBRID_TEMPLATE, QUESTION
-models = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".local/share/inferd/models"
-toml = f'''[[models]]
-id = "t"
-file = "{models / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
-context_length = 1024
-parallel = 2
-defaults = {{ temperature = 0.0 }}
-chat_template = {json.dumps(HYBRID_TEMPLATE)}
-[models.reasoning]
-style = "think-tags"
-opens_in_prompt = true
-budgets = {{ minimal = 16 }}
-'''
-with library_server(Path(tempfile.mkdtemp()), models, toml) as srv:
-    key = srv.create_key("gap")
-    gaps, itls = [], []
-    for i in range(6):
-        q = [{"role": "user", "content": f"Is {17 + 2*i} a prime number? Think about it carefully."}]
-        last, kind_prev, stamps = None, None, []
-        with httpx.stream("POST", srv.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                          json={"model": "t", "messages": q, "max_tokens": 40, "stream": True, "reasoning_effort": "minimal"}, timeout=60) as r:
-            for line in r.iter_lines():
-                if not line.startswith("data: {"): continue
-                d = json.loads(line[6:])["choices"]
-                if not d: continue
-                delta = d[0]["delta"]
-                kind = "r" if delta.get("reasoning_content") else "c" if delta.get("content") else None
-                if kind is None: continue
-                now = time.perf_counter()
-                if last is not None:
-                    (gaps if (kind_prev, kind) == ("r", "c") else itls).append((now - last) * 1000)
-                last, kind_prev = now, kind
-    print(f"boundary gap ms: {[round(g) for g in gaps]}  median ITL ms: {statistics.median(itls):.1f}")
+
+from tests.e2e.test_reasoning import thinker_entry
+from tests.harness import Server, library_server
+
+REQUESTS = 6
+
+
+def gaps_of_one_stream(srv: Server, key: str, number: int) -> tuple[list[float], list[float]]:
+    """(the reasoning -> answer gap, the other inter-delta gaps) of one streamed request, in ms."""
+    question = [{"role": "user", "content": f"Is {number} a prime number? Think about it carefully."}]
+    body = {"model": "t", "messages": question, "max_tokens": 40, "stream": True, "reasoning_effort": "minimal"}
+    boundary: list[float] = []
+    others: list[float] = []
+    last, previous = None, None
+    with httpx.stream("POST", srv.url + "/api/v1/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"}) as response:
+        for line in response.iter_lines():
+            choices = json.loads(line[6:])["choices"] if line.startswith("data: {") else []
+            delta = choices[0]["delta"] if choices else {}
+            kind = "reasoning" if delta.get("reasoning_content") else "content" if delta.get("content") else None
+            if kind is None:
+                continue
+            now = time.perf_counter()
+            if last is not None:
+                (boundary if (previous, kind) == ("reasoning", "content") else others).append((now - last) * 1000)
+            last, previous = now, kind
+    return boundary, others
+
+
+def main() -> None:
+    models = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".local/share/inferd/models"
+    toml = thinker_entry(models, "t", {"minimal": 16}, parallel=2)
+    with library_server(Path(tempfile.mkdtemp()), models, toml) as srv:
+        key = srv.create_key("gap")
+        boundary, others = [], []
+        for i in range(REQUESTS):
+            b, o = gaps_of_one_stream(srv, key, 17 + 2 * i)
+            boundary += b
+            others += o
+    print(f"boundary gap ms: {[round(g) for g in boundary]}  median ITL ms: {statistics.median(others):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -34,32 +34,30 @@ HARMONY_TEMPLATE = (
 QUESTION = [{"role": "user", "content": "Is 17 a prime number? Think about it carefully."}]
 
 
+def qwen_entry(models_dir: Path, model_id: str, template: str, reasoning: str, parallel: int = 1) -> str:
+    """A library entry: the packaged Qwen weights behind a test's chat template and reasoning style."""
+    return f'''[[models]]
+id = "{model_id}"
+file = "{models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
+context_length = 1024
+parallel = {parallel}
+defaults = {{ temperature = 0.0 }}
+chat_template = {json.dumps(template)}
+reasoning = {{ {reasoning} }}
+'''
+
+
+def thinker_entry(models_dir: Path, model_id: str, budgets: dict[str, int], parallel: int = 1) -> str:
+    """The hybrid think-tags configuration every reasoning test (and benchmarks/reasoning_gap.py) uses."""
+    listed = ", ".join(f"{k} = {v}" for k, v in budgets.items())
+    return qwen_entry(models_dir, model_id, HYBRID_TEMPLATE, 'style = "think-tags", opens_in_prompt = true, '
+                      f'thinking_kwarg = "enable_thinking", budgets = {{ {listed} }}', parallel)
+
+
 @pytest.fixture(scope="module")
 def thinker(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Server]:
-    budgets = ", ".join(f"{k} = {v}" for k, v in BUDGETS.items())
-    toml = f'''[[models]]
-id = "{THINKER}"
-file = "{models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
-context_length = 1024
-parallel = 2
-defaults = {{ temperature = 0.0 }}
-chat_template = {json.dumps(HYBRID_TEMPLATE)}
-
-[models.reasoning]
-style = "think-tags"
-opens_in_prompt = true
-thinking_kwarg = "enable_thinking"
-budgets = {{ {budgets} }}
-
-[[models]]
-id = "{HARMONIST}"
-file = "{models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
-context_length = 1024
-parallel = 1
-defaults = {{ temperature = 0.0 }}
-chat_template = {json.dumps(HARMONY_TEMPLATE)}
-reasoning = {{ style = "harmony" }}
-'''
+    toml = (thinker_entry(models_dir, THINKER, BUDGETS, parallel=2) + "\n"
+            + qwen_entry(models_dir, HARMONIST, HARMONY_TEMPLATE, 'style = "harmony"'))
     with library_server(tmp_path_factory.mktemp("thinker"), models_dir, toml) as srv:
         yield srv
 
