@@ -165,9 +165,10 @@ class ScriptedEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         self.requests.append(request)
         tokens, finish = self.scripts.pop(0)
-        limit = request.sampling.max_tokens
-        tokens = tokens[:limit] if limit is not None else tokens
-        finish = "length" if limit is not None and len(tokens) == limit else finish
+        room = self.capabilities.context_length - 10  # the prompt is 10 tokens
+        limit = min(request.sampling.max_tokens or room, room)
+        tokens = tokens[:limit]
+        finish = "length" if len(tokens) == limit else finish
         for token in tokens:
             yield Delta(content=token)
         yield Delta(finish_reason=finish, usage=Usage(prompt_tokens=10, completion_tokens=len(tokens)))
@@ -175,7 +176,7 @@ class ScriptedEngine:
 
 def run(engine: ScriptedEngine, max_tokens: int | None, **params: object) -> tuple[str, str, Delta]:
     style = ThinkTags(opens_in_prompt=True)
-    plan, kwargs = plan_reasoning(style, {"minimal": 3, "high": 5000}, (), params, {})
+    plan, kwargs = plan_reasoning(style, {"minimal": 3, "low": 45, "high": 5000}, (), params, {})
     request = GenerationRequest(messages=[{"role": "user", "content": "q"}],
                                 sampling=Sampling(0.0, 1.0, 0, 0.0, 1.0, max_tokens), chat_template_kwargs=kwargs)
 
@@ -267,3 +268,14 @@ def test_an_empty_thinking_block_counts_no_reasoning_tokens() -> None:
     engine = ScriptedEngine((["<think>", "\n\n", "</think>", "\n\n", "Hi"], "stop"))
     reasoning, content, last = run(engine, 50, reasoning_effort="none")
     assert (reasoning, content, last.usage.reasoning_tokens) == ("", "Hi", 0)
+
+
+def test_a_context_that_ran_out_in_phase_one_is_not_continued() -> None:
+    engine = ScriptedEngine((["a"] * 40, "stop"))
+    engine.capabilities = Capabilities(context_length=48, parallel=1)
+    reasoning, content, last = run(engine, None, reasoning_effort="low")  # budget 45 < 48, but 10 + 45 > 48
+    assert len(engine.requests) == 1 and last.finish_reason == "length" and last.usage.completion_tokens == 38
+    engine = ScriptedEngine((["a"] * 40, "stop"), (["ok"], "stop"))
+    engine.capabilities = Capabilities(context_length=48, parallel=1)
+    run(engine, None, reasoning_effort="minimal")  # budget 3: 10 + 3 used, room for the answer
+    assert len(engine.requests) == 2

@@ -22,6 +22,9 @@ from . import ReasoningPlan
 from .splitter import Segment, State
 
 
+CLOSING_ROOM = 8  # tokens the end marker and a first answer token need after phase 1
+
+
 class ReasoningRun:
     def __init__(self, engine: Engine, request: GenerationRequest, plan: ReasoningPlan) -> None:
         self._engine, self._request, self._plan = engine, request, plan
@@ -40,12 +43,17 @@ class ReasoningRun:
             if delta.finish_reason is None:
                 yield delta
             first = delta if delta.finish_reason is not None else first
-        if not bounded or (first is not None and first.finish_reason != "length"):
+        if not bounded or (first is not None and (first.finish_reason != "length" or self._context_full(first))):
             async for delta in self._end(first, None):
                 yield delta
             return
         async for delta in self._continue(first, limit):
             yield delta
+
+    def _context_full(self, first: Delta) -> bool:
+        """Phase 1 stopped because the context ran out, not at the budget: nothing can follow."""
+        used = first.usage.prompt_tokens + first.usage.completion_tokens if first.usage else 0
+        return used + CLOSING_ROOM >= self._engine.capabilities.context_length
 
     async def _continue(self, first: Delta | None, limit: int | None) -> AsyncIterator[Delta]:
         """Phase 2: close the thinking if it is still open, and let the model answer."""
