@@ -41,7 +41,8 @@ def test_images_become_rgb_pngs_in_place() -> None:
     jpeg = {"type": "image_url", "image_url": {"url": data_url(samples.jpeg_with_orientation(40, 20, 6), "image/jpeg")}}
     prepared = prepare(spec(), jpeg, {"type": "text", "text": "end"})
     parts = prepared.messages[0]["content"]
-    assert [p["type"] for p in parts] == ["text", "image_url", "text"] and prepared.images == 1
+    assert [p["type"] for p in parts] == ["text", "image_url", "text"]
+    assert sum(p["type"] == "image_url" for p in parts) == 1 and not prepared.frames_per_video
     image = decoded(parts[1])
     assert image.mode == "RGB" and image.size == (20, 40)  # EXIF orientation applied
 

@@ -28,7 +28,6 @@ MAX_VIDEOS = 4  # video parts per request
 class PreparedMedia:
     messages: list[dict[str, Any]]
     frames_per_video: list[int] = field(default_factory=list)
-    images: int = 0
 
 
 class MediaPreparer:
@@ -68,7 +67,6 @@ class MediaPreparer:
         if part["type"] == "text":
             return [part]
         if part["type"] == "image_url":
-            prepared.images += 1
             return [await self._image(part["image_url"], f"{path}.image_url.url")]
         frames = await self._video(spec, part["video_url"], f"{path}.video_url.url")
         prepared.frames_per_video.append(len(frames))

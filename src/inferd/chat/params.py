@@ -32,9 +32,13 @@ def enforce_policy(spec: ModelSpec, ignored: list[str], strict: bool) -> None:
             param=ignored[0])
 
 
+def honoured_parameters(spec: ModelSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The parameters the client sent that this model honours."""
+    return {name: value for name, value in given.items() if spec.supports(name)}
+
+
 def sampling(spec: ModelSpec, given: dict[str, Any]) -> Sampling:
-    honoured = {name: value for name, value in given.items() if spec.supports(name)}
-    merged = {**API_DEFAULTS, **spec.defaults, **honoured}
+    merged = {**API_DEFAULTS, **spec.defaults, **honoured_parameters(spec, given)}
     return Sampling(
         temperature=float(merged["temperature"]),
         top_p=float(merged["top_p"]),

@@ -15,7 +15,7 @@ from ..settings import Settings
 from ..store import Store
 from .chunks import Envelope
 from .media import MediaPreparer
-from .params import enforce_policy, ignored_parameters, sampling
+from .params import enforce_policy, honoured_parameters, ignored_parameters, sampling
 from .reasoning import ReasoningPlan, plan_reasoning
 from .reasoning.run import ReasoningRun
 
@@ -34,12 +34,12 @@ class ChatService:
         _check_modalities(spec, chat)
         ignored = ignored_parameters(spec, chat.params, chat.unknown)
         enforce_policy(spec, ignored, self._settings.strict_params)
-        honoured = {name: value for name, value in chat.params.items() if spec.supports(name)}
-        plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs, honoured,
-                                      spec.defaults)
-        media = await self._media.prepare(spec, chat.messages)  # before taking a slot: fetching may be slow
+        plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs,
+                                      honoured_parameters(spec, chat.params), spec.defaults)
+        # before taking a slot: fetching may be slow
+        media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
         chosen = sampling(spec, chat.params)
-        request = GenerationRequest(messages=media.messages, sampling=chosen, chat_template_kwargs=kwargs,
+        request = GenerationRequest(messages=media.messages if media else chat.messages, sampling=chosen, chat_template_kwargs=kwargs,
                                     fit_tokens=chosen.max_tokens)
         engine = self._pool.acquire(spec)
         deltas = ReasoningRun(engine, request, plan).deltas()
@@ -47,7 +47,7 @@ class ChatService:
         completion = Completion(Envelope(model=spec.id), deltas, names,
                                 lambda usage: self._finish(spec, key_id, usage))
         completion.headers = _headers(ignored, plan)
-        if media.frames_per_video:
+        if media and media.frames_per_video:
             completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
         await completion.open()
         return completion

@@ -22,7 +22,6 @@ class ReasoningPlan:
     style: ReasoningStyle
     thinking: Thinking
     separate: bool  # reasoning in its own field (True) or inline in content with its markers
-    requested_effort: str
 
     def describe(self) -> str:
         """The X-Inferd-Reasoning header: what inferd did with the controls."""
@@ -44,7 +43,7 @@ def plan_reasoning(style: ReasoningStyle, budgets: dict[str, int | None], allowe
     separate = params.get("separate_reasoning", defaults.get("separate_reasoning", True))
     thinking = style.decide(effort, _switch(given, style), {**DEFAULT_BUDGETS, **budgets})
     kwargs = {**{k: v for k, v in given.items() if v is not None}, **thinking.template_kwargs}
-    return ReasoningPlan(style, thinking, bool(separate), effort), kwargs
+    return ReasoningPlan(style, thinking, bool(separate)), kwargs
 
 
 def _checked_kwargs(given: dict[str, Any], style: ReasoningStyle, allowed: tuple[str, ...]) -> dict[str, Any]:

@@ -34,6 +34,11 @@ class ReasoningRun:
         self._inline = InlineMarkers(plan.style.inline_markers) if not plan.separate else None
 
     async def deltas(self) -> AsyncIterator[Delta]:
+        if not self._plan.style.reasons:  # nothing to split or bound: the engine's deltas as they are
+            async with aclosing(self._engine.generate(self._request)) as deltas:
+                async for delta in deltas:
+                    yield delta
+            return
         limit = self._request.sampling.max_tokens
         budget = self._plan.thinking.budget if self._plan.thinking.on else None
         room = self._engine.capabilities.context_length  # a budget the context cannot hold never binds
