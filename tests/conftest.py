@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 
 from . import netguard
 from .harness import Server
+from .pg import PostgresServer, find_bin
 
 # Any attempt of this test process to connect to (or resolve) something off loopback raises.
 netguard.install()
@@ -62,3 +64,19 @@ def assert_error(response: httpx.Response, status: int, type_: str, param: str |
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole run. Missing binaries: a skip, but a failure under CI."""
+    bindir = find_bin()
+    if bindir is None:
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found; install Debian's 'postgresql' package"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    srv = PostgresServer(bindir)
+    try:
+        yield srv
+    finally:
+        srv.stop()

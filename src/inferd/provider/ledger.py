@@ -35,6 +35,7 @@ class UsageLedger:
         self._queue: asyncio.Queue[UsageRecord | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._held: list[UsageRecord] = []  # neither the database nor the spool file took these yet
+        self._busy = False  # a batch or a replay is in the database's hands
         self.settled = 0
         self.spooled = 0
 
@@ -48,6 +49,16 @@ class UsageLedger:
     def backlog(self) -> int:
         """Records not yet in the database: queued, held in memory or spooled."""
         return (self._queue.qsize() if self._queue else 0) + len(self._held) + self._spool.count
+
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything recorded so far is in the database (benchmarks, tests, shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.backlog or self._busy:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     async def start(self) -> None:
         """Replay what earlier processes left in the spool (at server start)."""
@@ -65,10 +76,14 @@ class UsageLedger:
             while len(items) < self._batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             batch = [item for item in items if item is not None]
-            if batch:
-                await self._write(batch)
-            if self._held or self._spool.count:
-                await self._replay()
+            self._busy = True
+            try:
+                if batch:
+                    await self._write(batch)
+                if self._held or self._spool.count:
+                    await self._replay()
+            finally:
+                self._busy = False
             if len(batch) < len(items):  # the stop sentinel from close()
                 return
 

@@ -84,15 +84,17 @@ class PostgresBackend:
         except errors.UniqueViolation as exc:
             raise Duplicate(str(exc)) from None
         except (self._psycopg.OperationalError, self._psycopg.InternalError) as exc:
-            self._drop_if_broken()
-            raise StoreUnavailable(f"PostgreSQL ({self.where}): {str(exc).strip()}") from None
+            lost = self._drop_if_broken()
+            raise StoreUnavailable(f"PostgreSQL ({self.where}): {str(exc).strip()}", connection_lost=lost) from None
 
-    def _drop_if_broken(self) -> None:
+    def _drop_if_broken(self) -> bool:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and (conn.closed or conn.broken):
-            self._local.conn = None
-            with self._guard, contextlib.suppress(ValueError):
-                self._all.remove(conn)
+        if conn is None or not (conn.closed or conn.broken):
+            return False
+        self._local.conn = None
+        with self._guard, contextlib.suppress(ValueError):
+            self._all.remove(conn)
+        return True
 
     def close(self) -> None:
         with self._guard:

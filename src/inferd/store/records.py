@@ -12,6 +12,10 @@ IN_FLIGHT = "in_flight"  # a usage record's status between admission and settlem
 class StoreUnavailable(Exception):
     """The database refused or could not take an operation (locked, read-only, full, unreachable)."""
 
+    def __init__(self, message: str, *, connection_lost: bool = False) -> None:
+        super().__init__(message)
+        self.connection_lost = connection_lost  # a new connection may well succeed at once
+
 
 class Duplicate(Exception):
     """A unique value (a key's name) is taken."""

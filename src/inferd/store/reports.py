@@ -31,7 +31,7 @@ def _day(dialect: str) -> str:
 
 def report(tx: Tx, query: ReportQuery) -> list[dict[str, Any]]:
     picks = {"day": f"{_day(tx.dialect)} AS day", "model": "u.model AS model", "key": "k.hash AS key_hash, k.name AS key_name"}
-    keys = {"day": _day(tx.dialect), "model": "u.model", "key": "k.hash, k.name"}
+    keys = {"day": _day(tx.dialect), "model": "u.model", "key": "k.name, k.hash"}
     where, args = ["u.status <> 'in_flight'"], []
     for clause, value in (("u.admitted_at >= ?", query.since), ("u.admitted_at < ?", query.until),
                           ("u.key_id = ?", query.key_id), ("u.model = ?", query.model)):

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from .backend import Backend, Tx
+from .records import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -26,12 +27,21 @@ class Store:
 
     def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         """Synchronously, on the caller's thread (the CLI)."""
-        with self.backend.transaction(write=False) as tx:
-            return fn(tx, *args)
+        return self._run(False, fn, args)
 
     def run_write(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.backend.transaction(write=True) as tx:
-            return fn(tx, *args)
+        return self._run(True, fn, args)
+
+    def _run(self, write: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """Once more on a new connection when the old one turned out dead (a database restart)."""
+        for attempt in (1, 2):
+            try:
+                with self.backend.transaction(write=write) as tx:
+                    return fn(tx, *args)
+            except StoreUnavailable as exc:
+                if attempt == 2 or not exc.connection_lost:
+                    raise
+        raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self.run_read, fn, *args)
