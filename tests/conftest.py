@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from . import netguard
+from .gateway import Gateway
 from .harness import Server
 from .pg import PostgresServer, find_bin
 
@@ -80,3 +81,30 @@ def postgres() -> Iterator[PostgresServer]:
         yield srv
     finally:
         srv.stop()
+
+
+def _gateway(kind: str, tmp_path_factory: pytest.TempPathFactory, models_dir: Path, url: str | None) -> Iterator[Gateway]:
+    gw = Gateway(kind, tmp_path_factory.mktemp(f"gateway-{kind}"), models_dir, url)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Gateway]:
+    """A real server on a small priced library, on SQLite, with a test clock (provider tests)."""
+    yield from _gateway("sqlite", tmp_path_factory, models_dir, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
+                     postgres: PostgresServer) -> Iterator[Gateway]:
+    """The same on a fresh database of the test PostgreSQL."""
+    yield from _gateway("postgres", tmp_path_factory, models_dir, postgres.new_database())
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def gateway(request: pytest.FixtureRequest) -> Gateway:
+    """Each provider test runs on both stores."""
+    return request.getfixturevalue(f"{request.param}_gateway")
