@@ -85,7 +85,7 @@ class PostgresFault:
                 conn.execute("CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                              "RAISE EXCEPTION 'could not extend file: No space left on device' "
                              "USING ERRCODE = 'disk_full'; END $$")
-                conn.execute("CREATE TRIGGER full_disk BEFORE UPDATE ON usage FOR EACH ROW "
+                conn.execute("CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON usage FOR EACH ROW "
                              "EXECUTE FUNCTION full_disk()")
         else:
             self.admin.execute(f"ALTER DATABASE {self.db} ALLOW_CONNECTIONS false")

@@ -65,7 +65,7 @@ def _admit(store: Store, ticket: Ticket) -> None:
 
 def _record(ticket: Ticket, tokens: int = 10, cost: float = 0.25) -> UsageRecord:
     return UsageRecord(request_id=ticket.request_id, key_id=ticket.key.id, admitted_at=ticket.admitted_at,
-                       status="completed", prompt_tokens=tokens, completion_tokens=tokens, cost=cost,
+                       status="completed", model=ticket.model, engine=ticket.engine, prompt_tokens=tokens, completion_tokens=tokens, cost=cost,
                        settled_at=ticket.admitted_at + 1)
 
 
@@ -75,11 +75,19 @@ def test_settling_twice_counts_once(store: Store) -> None:
     _admit(store, ticket)
     assert store.run_read(record_status, "r1") == "in_flight"
     periods = all_periods(START)
-    assert store.run_write(settle, _record(ticket), periods) is True
-    assert store.run_write(settle, _record(ticket), periods) is False  # a replay changes nothing
+    assert store.run_write(settle, [_record(ticket)], all_periods) == 1
+    assert store.run_write(settle, [_record(ticket), _record(ticket)], all_periods) == 0  # replays change nothing
     totals = store.run_read(counters, key.id, periods)
     assert totals["total"] == {"requests": 1, "tokens": 20, "cost": 0.25} == totals["daily"] == totals["monthly"]
     assert store.run_read(record_status, "r1") == "completed"
+
+
+def test_a_settlement_whose_admission_row_was_lost_still_lands_once(store: Store) -> None:
+    key, _ = store.run_write(insert_key, "k", {}, START)
+    lost = _ticket(key, "never-committed", START)  # its admission did not survive a crash of the database
+    assert store.run_write(settle, [_record(lost), _record(lost)], all_periods) == 1
+    assert store.run_read(record_status, "never-committed") == "completed"
+    assert store.run_read(counters, key.id, all_periods(START))["total"]["requests"] == 1
 
 
 def test_reports_sum_and_group_by_day_model_and_key(store: Store) -> None:
@@ -90,7 +98,7 @@ def test_reports_sum_and_group_by_day_model_and_key(store: Store) -> None:
     for key, rid, at, model in plan:
         ticket = _ticket(key, rid, at, model)
         _admit(store, ticket)
-        store.run_write(settle, _record(ticket), all_periods(at))
+        store.run_write(settle, [_record(ticket)], all_periods)
     _admit(store, _ticket(b, "in-flight", day2))  # not settled: not in reports
     by_day = store.run_read(report, ReportQuery(group_by=("day",)))
     assert [(r["day"], r["requests"], r["total_tokens"]) for r in by_day] == [

@@ -23,7 +23,7 @@ log = logging.getLogger("inferd")
 
 
 def settle_many(tx: Tx, records: Sequence[UsageRecord]) -> int:
-    return sum(settle(tx, rec, all_periods(rec.admitted_at)) for rec in records)
+    return settle(tx, records, all_periods)
 
 
 class UsageLedger:

@@ -7,7 +7,7 @@ a backend turns driver errors into ``StoreUnavailable`` (try again later) or ``D
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from .migrations import MIGRATIONS, statements
 
@@ -19,8 +19,14 @@ class Tx(Protocol):
 
     def run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """One statement over many argument rows (pipelined where the driver can); rows it RETURNs."""
+
     def lock_key(self, key_id: int) -> None:
         """Serialize admissions of one key until the transaction ends (across processes)."""
+
+    def relaxed(self) -> None:
+        """This transaction may commit without waiting for its log to reach the disk (soft state)."""
 
 
 class Backend(Protocol):
@@ -47,7 +53,3 @@ def apply_migrations(tx: Tx) -> int:
         tx.run("INSERT INTO schema_version (version) VALUES (?)", (version,))
     return len(MIGRATIONS) - current
 
-
-@contextlib.contextmanager
-def nothing() -> Iterator[None]:
-    yield

@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from .backend import Tx, one
-from .records import KEY_COLUMNS, KeyRecord, RateLimit
+from .records import KeyRecord, RateLimit
 
 KEY_PREFIX = "sk-inferd-"
 COLUMNS = ("id, hash, name, prefix, created_at, management, disabled, spend_limit, limit_reset, token_limit, "
@@ -47,9 +47,8 @@ def columns(fields: dict[str, Any]) -> dict[str, Any]:
     out = dict(fields)
     if out.get("models") is not None:
         out["models"] = json.dumps(list(out["models"]))
-    for flag in ("disabled",):
-        if flag in out:
-            out[flag] = int(bool(out[flag]))
+    if "disabled" in out:
+        out["disabled"] = int(bool(out["disabled"]))
     return out
 
 
@@ -103,5 +102,5 @@ def count_keys(tx: Tx) -> int:
     return int((one(tx, "SELECT COUNT(*) AS n FROM api_keys") or {"n": 0})["n"])
 
 
-__all__ = ["KEY_PREFIX", "KEY_COLUMNS", "hash_key", "insert_key", "key_by_hash", "key_by_name", "list_keys",
+__all__ = ["KEY_PREFIX", "hash_key", "insert_key", "key_by_hash", "key_by_name", "list_keys",
            "update_key", "revoke", "touch", "count_keys"]

@@ -9,7 +9,8 @@ counters.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections import Counter, defaultdict
+from typing import Any, Callable, Sequence, TypeVar
 
 from .backend import Tx, one
 from .records import IN_FLIGHT, Load, Ticket, UsageRecord
@@ -30,12 +31,20 @@ LEFT JOIN usage_counters c ON c.key_id = ? AND c.period = ? AND c.start = ?"""
 INSERT = """INSERT INTO usage (id, key_id, model, engine, status, user_id, admitted_at, reserved_tokens, reserved_cost)
 VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)"""
 
-SETTLE = """UPDATE usage SET status = ?, finish_reason = ?, settled_at = ?, prompt_tokens = ?, cached_tokens = ?,
-    completion_tokens = ?, reasoning_tokens = ?, cost = ?, estimated = ?, ttft_ms = ?, duration_ms = ?
-WHERE id = ? AND status = 'in_flight'"""
+# the whole record, so that a settlement whose admission row was lost (a crash before that commit
+# reached the disk) still lands; an already settled row is left alone (a replay changes nothing)
+SETTLE = """INSERT INTO usage (id, key_id, model, engine, user_id, admitted_at, status, finish_reason, settled_at,
+    prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, cost, estimated, ttft_ms, duration_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET status = excluded.status, finish_reason = excluded.finish_reason,
+    settled_at = excluded.settled_at, prompt_tokens = excluded.prompt_tokens, cached_tokens = excluded.cached_tokens,
+    completion_tokens = excluded.completion_tokens, reasoning_tokens = excluded.reasoning_tokens,
+    cost = excluded.cost, estimated = excluded.estimated, ttft_ms = excluded.ttft_ms, duration_ms = excluded.duration_ms
+WHERE usage.status = 'in_flight'
+RETURNING id"""
 
-COUNT = """INSERT INTO usage_counters (key_id, period, start, requests, tokens, cost) VALUES (?, ?, ?, 1, ?, ?)
-ON CONFLICT (key_id, period, start) DO UPDATE SET requests = usage_counters.requests + 1,
+COUNT = """INSERT INTO usage_counters (key_id, period, start, requests, tokens, cost) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (key_id, period, start) DO UPDATE SET requests = usage_counters.requests + excluded.requests,
     tokens = usage_counters.tokens + excluded.tokens, cost = usage_counters.cost + excluded.cost"""
 
 
@@ -51,6 +60,7 @@ def load(tx: Tx, key_id: int, window_start: float, lease_start: float, period: t
 def admit(tx: Tx, ticket: Ticket, window_start: float, lease_start: float, period: tuple[str, float],
           decide: Callable[[Load], tuple[bool, V]]) -> V:
     """Decide on the key's load under its lock; record the ticket if admitted. Returns the verdict."""
+    tx.relaxed()  # a reservation is soft state: its settlement restores the record if a crash loses it
     current = Load()
     if ticket.key.has_admission_limits:
         tx.lock_key(ticket.key.id)
@@ -62,16 +72,29 @@ def admit(tx: Tx, ticket: Ticket, window_start: float, lease_start: float, perio
     return verdict
 
 
-def settle(tx: Tx, rec: UsageRecord, periods: Sequence[tuple[str, float]]) -> bool:
-    """Finish one record; False if it was settled already (a replay) or was never admitted."""
-    changed = tx.run(SETTLE, (rec.status, rec.finish_reason, rec.settled_at, rec.prompt_tokens, rec.cached_tokens,
-                              rec.completion_tokens, rec.reasoning_tokens, rec.cost, int(rec.estimated),
-                              rec.ttft_ms, rec.duration_ms, rec.request_id))
-    if not changed:
-        return False
-    for period, start in periods:
-        tx.run(COUNT, (rec.key_id, period, start, rec.total_tokens, rec.cost))
-    return True
+def settle(tx: Tx, records: Sequence[UsageRecord], periods: Callable[[float], Sequence[tuple[str, float]]]) -> int:
+    """Finish records (one round trip per statement kind where the driver pipelines); returns how many
+    were settled now, not before (a replay). Each adds to its key's counters for ``periods(admitted_at)``."""
+    fresh = Counter(row["id"] for row in tx.many(SETTLE, [_settle_args(r) for r in records]))
+    totals: dict[tuple[int, str, float], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    settled = 0
+    for rec in records:
+        if fresh[rec.request_id] > 0:
+            fresh[rec.request_id] -= 1
+            settled += 1
+            for period, start in periods(rec.admitted_at):
+                total = totals[(rec.key_id, period, start)]
+                total[0] += 1
+                total[1] += rec.total_tokens
+                total[2] += rec.cost
+    tx.many(COUNT, [(*k, int(v[0]), int(v[1]), v[2]) for k, v in totals.items()])
+    return settled
+
+
+def _settle_args(rec: UsageRecord) -> tuple[Any, ...]:
+    return (rec.request_id, rec.key_id, rec.model, rec.engine, rec.user, rec.admitted_at, rec.status,
+            rec.finish_reason, rec.settled_at, rec.prompt_tokens, rec.cached_tokens, rec.completion_tokens,
+            rec.reasoning_tokens, rec.cost, int(rec.estimated), rec.ttft_ms, rec.duration_ms)
 
 
 def counters(tx: Tx, key_id: int, periods: Sequence[tuple[str, float]]) -> dict[str, dict[str, float]]:

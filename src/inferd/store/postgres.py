@@ -33,8 +33,23 @@ class PostgresTx:
         self.cursor.execute(_placeholders(sql), tuple(args))
         return self.cursor.rowcount
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        returning = "RETURNING" in sql
+        self.cursor.executemany(_placeholders(sql), [tuple(r) for r in rows], returning=returning)
+        out: list[dict[str, Any]] = []
+        while returning:
+            out += self.cursor.fetchall()
+            if not self.cursor.nextset():
+                break
+        return out
+
     def lock_key(self, key_id: int) -> None:
         self.cursor.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+
+    def relaxed(self) -> None:
+        self.cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def redact(url: str) -> str:

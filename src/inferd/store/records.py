@@ -64,12 +64,6 @@ class KeyRecord:
         return self.models is None or model_id in self.models
 
 
-# api_keys columns <-> KeyRecord fields (the column is named differently where SQL reserves the word)
-KEY_COLUMNS = {"spend_limit": "limit", "rpm": "requests_per_minute", "tpm": "tokens_per_minute",
-               "concurrency": "concurrent_requests"}
-EDITABLE = ("name", "disabled", "limit", "limit_reset", "token_limit", "rate_limit", "models", "expires_at")
-
-
 @dataclass(frozen=True)
 class Ticket:
     """What one request asks for at admission."""
@@ -104,6 +98,9 @@ class UsageRecord:
     key_id: int
     admitted_at: float
     status: str  # completed | client_disconnected | engine_error | error code of a refusal after admission
+    model: str = ""
+    engine: str = ""
+    user: str | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0

@@ -26,8 +26,14 @@ class SqliteTx:
     def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self.db.execute(sql, tuple(args)).rowcount
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        return [row for args in rows for row in self.rows(sql, args)]
+
     def lock_key(self, key_id: int) -> None:
         """``BEGIN IMMEDIATE`` already holds the database's one write lock."""
+
+    def relaxed(self) -> None:
+        """WAL with synchronous=NORMAL never waits for the disk at commit."""
 
 
 class SqliteBackend:
