@@ -109,7 +109,8 @@ class Admission:
             status = "completed"
         return UsageRecord(
             request_id=self.ticket.request_id, key_id=self.ticket.key.id, admitted_at=self.ticket.admitted_at,
-            status=status, model=self.ticket.model, engine=self.ticket.engine, user=self.ticket.user, prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
+            status=status, model=self.ticket.model, engine=self.ticket.engine, user=self.ticket.user,
+            reserved_tokens=self.ticket.reserved_tokens, prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
             completion_tokens=usage.completion_tokens, reasoning_tokens=usage.reasoning_tokens,
             cost=self._spec.pricing.cost(usage), finish_reason=meter.finish_reason, estimated=estimated,
             ttft_ms=meter.ttft_ms, duration_ms=meter.duration_ms, settled_at=now)

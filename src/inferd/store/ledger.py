@@ -1,35 +1,37 @@
 """Admission and settlement in the database: one usage row per admitted request.
 
-``admit`` inserts the row (status ``in_flight``, with the request's reservation) after the
-caller's decision on the key's current ``Load``, read under the key's lock, so that gateways
-sharing one database never admit past a limit together. ``settle`` turns the row into the
-final record exactly once (replaying a settlement changes nothing) and adds it to the key's
-counters.
+``admit`` decides on the key's current ``Load``, read under the key's lock, so that gateways
+sharing one database never admit past a limit together, then inserts the request's row (status
+``in_flight``, with its reservation) and counts it in the key's sliding minute: requests and
+tokens per second (``rate_buckets``: at most 61 rows per key to sum, whatever the rate; a request
+counts until its second is a full minute old, up to one second longer than exact). ``settle``
+turns rows into final records exactly once (replaying a settlement changes nothing), corrects the
+minute's tokens from reserved to actual, and adds to the key's period counters.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from typing import Any, Callable, Sequence, TypeVar
 
 from .backend import Tx, one
-from .records import IN_FLIGHT, Load, Ticket, UsageRecord
+from .records import IN_FLIGHT, KeyRecord, Load, Ticket, UsageRecord
 
 V = TypeVar("V")
+BUCKET_KEEP_S = 120  # buckets older than this are deleted at settlement
 
-LOAD = """SELECT w.n AS window_requests, w.t AS window_tokens, w.oldest AS window_oldest,
-       f.n AS in_flight, f.t AS reserved_tokens, f.c AS reserved_cost,
-       COALESCE(c.tokens, 0) AS period_tokens, COALESCE(c.cost, 0) AS period_cost
-FROM (SELECT COUNT(*) AS n, MIN(admitted_at) AS oldest,
-             COALESCE(SUM(CASE WHEN status = 'in_flight' THEN reserved_tokens
-                               ELSE prompt_tokens + completion_tokens END), 0) AS t
-      FROM usage WHERE key_id = ? AND admitted_at > ?) w
-CROSS JOIN (SELECT COUNT(*) AS n, COALESCE(SUM(reserved_tokens), 0) AS t, COALESCE(SUM(reserved_cost), 0) AS c
-            FROM usage WHERE key_id = ? AND status = 'in_flight' AND admitted_at > ?) f
-LEFT JOIN usage_counters c ON c.key_id = ? AND c.period = ? AND c.start = ?"""
+WINDOW = """SELECT COALESCE(SUM(requests), 0) AS n, COALESCE(SUM(tokens), 0) AS t, MIN(second) AS oldest
+FROM rate_buckets WHERE key_id = ? AND second > ?"""
+IN_FLIGHT_NOW = """SELECT COUNT(*) AS n, COALESCE(SUM(reserved_tokens), 0) AS t, COALESCE(SUM(reserved_cost), 0) AS c
+FROM usage WHERE key_id = ? AND status = 'in_flight' AND admitted_at > ?"""
+PERIOD = "SELECT tokens, cost FROM usage_counters WHERE key_id = ? AND period = ? AND start = ?"
 
 INSERT = """INSERT INTO usage (id, key_id, model, engine, status, user_id, admitted_at, reserved_tokens, reserved_cost)
 VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)"""
+BUCKET = """INSERT INTO rate_buckets (key_id, second, requests, tokens) VALUES (?, ?, ?, ?)
+ON CONFLICT (key_id, second) DO UPDATE SET requests = rate_buckets.requests + excluded.requests,
+    tokens = rate_buckets.tokens + excluded.tokens"""
 
 # the whole record, so that a settlement whose admission row was lost (a crash before that commit
 # reached the disk) still lands; an already settled row is left alone (a replay changes nothing)
@@ -48,13 +50,22 @@ ON CONFLICT (key_id, period, start) DO UPDATE SET requests = usage_counters.requ
     tokens = usage_counters.tokens + excluded.tokens, cost = usage_counters.cost + excluded.cost"""
 
 
-def load(tx: Tx, key_id: int, window_start: float, lease_start: float, period: tuple[str, float]) -> Load:
-    row = one(tx, LOAD, (key_id, window_start, key_id, lease_start, key_id, *period))
-    assert row is not None
-    return Load(window_requests=int(row["window_requests"]), window_tokens=int(row["window_tokens"]),
-                window_oldest=row["window_oldest"], in_flight=int(row["in_flight"]),
-                period_tokens=int(row["period_tokens"]) + int(row["reserved_tokens"]),
-                period_cost=float(row["period_cost"]) + float(row["reserved_cost"]))
+def load(tx: Tx, key: KeyRecord, window_start: float, lease_start: float, period: tuple[str, float]) -> Load:
+    """The key's use, reading only what its limits need."""
+    rl = key.rate_limit
+    out: dict[str, Any] = {}
+    if rl.requests_per_minute is not None or rl.tokens_per_minute is not None:
+        w = one(tx, WINDOW, (key.id, math.floor(window_start) - 1)) or {}
+        out.update(window_requests=int(w["n"]), window_tokens=int(w["t"]),
+                   window_oldest=float(w["oldest"]) + 1 if w["oldest"] is not None else None)
+    budgets = key.limit is not None or key.token_limit is not None
+    if rl.concurrent_requests is not None or budgets:
+        f = one(tx, IN_FLIGHT_NOW, (key.id, lease_start)) or {}
+        out["in_flight"] = int(f["n"])
+        if budgets:
+            c = one(tx, PERIOD, (key.id, *period)) or {"tokens": 0, "cost": 0.0}
+            out.update(period_tokens=int(c["tokens"]) + int(f["t"]), period_cost=float(c["cost"]) + float(f["c"]))
+    return Load(**out)
 
 
 def admit(tx: Tx, ticket: Ticket, window_start: float, lease_start: float, period: tuple[str, float],
@@ -64,11 +75,12 @@ def admit(tx: Tx, ticket: Ticket, window_start: float, lease_start: float, perio
     current = Load()
     if ticket.key.has_admission_limits:
         tx.lock_key(ticket.key.id)
-        current = load(tx, ticket.key.id, window_start, lease_start, period)
+        current = load(tx, ticket.key, window_start, lease_start, period)
     admitted, verdict = decide(current)
     if admitted:
         tx.run(INSERT, (ticket.request_id, ticket.key.id, ticket.model, ticket.engine, ticket.user,
                         ticket.admitted_at, ticket.reserved_tokens, ticket.reserved_cost))
+        tx.run(BUCKET, (ticket.key.id, math.floor(ticket.admitted_at), 1, ticket.reserved_tokens))
     return verdict
 
 
@@ -77,18 +89,30 @@ def settle(tx: Tx, records: Sequence[UsageRecord], periods: Callable[[float], Se
     were settled now, not before (a replay). Each adds to its key's counters for ``periods(admitted_at)``."""
     fresh = Counter(row["id"] for row in tx.many(SETTLE, [_settle_args(r) for r in records]))
     totals: dict[tuple[int, str, float], list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    settled = 0
+    settled, settled_ids = 0, set()
     for rec in records:
         if fresh[rec.request_id] > 0:
             fresh[rec.request_id] -= 1
             settled += 1
+            settled_ids.add(rec.request_id)
             for period, start in periods(rec.admitted_at):
                 total = totals[(rec.key_id, period, start)]
                 total[0] += 1
                 total[1] += rec.total_tokens
                 total[2] += rec.cost
     tx.many(COUNT, [(*k, int(v[0]), int(v[1]), v[2]) for k, v in totals.items()])
+    _correct_minute(tx, [r for r in records if r.request_id in settled_ids])
     return settled
+
+
+def _correct_minute(tx: Tx, records: Sequence[UsageRecord]) -> None:
+    """The sliding minute counts a settled request's actual tokens instead of its reservation."""
+    deltas: dict[tuple[int, int], int] = defaultdict(int)
+    for rec in records:
+        deltas[(rec.key_id, math.floor(rec.admitted_at))] += rec.total_tokens - rec.reserved_tokens
+    tx.many(BUCKET, [(key_id, second, 0, delta) for (key_id, second), delta in deltas.items() if delta])
+    if records:
+        tx.run("DELETE FROM rate_buckets WHERE second < ?", (math.floor(max(r.settled_at for r in records)) - BUCKET_KEEP_S,))
 
 
 def _settle_args(rec: UsageRecord) -> tuple[Any, ...]:

@@ -56,6 +56,10 @@ M003_PROVIDER = (
     PRIMARY KEY (key_id, period, start))""",
     """INSERT INTO usage_counters (key_id, period, start, requests, tokens, cost)
     SELECT key_id, 'total', 0, COUNT(*), SUM(prompt_tokens + completion_tokens), 0 FROM usage GROUP BY key_id""",
+    # the sliding minute: requests admitted and their tokens (reserved, then settled) per key and second
+    """CREATE TABLE rate_buckets (
+    key_id BIGINT NOT NULL, second BIGINT NOT NULL, requests BIGINT NOT NULL DEFAULT 0,
+    tokens BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (key_id, second))""",
 )
 
 MIGRATIONS: list[tuple[str, ...]] = [M001_KEYS, M002_USAGE, M003_PROVIDER]

@@ -84,7 +84,7 @@ class Load:
 
     window_requests: int = 0
     window_tokens: int = 0
-    window_oldest: float | None = None
+    window_oldest: float | None = None  # when the oldest request in the window was admitted (to the second)
     in_flight: int = 0
     period_tokens: int = 0  # settled in this period + reserved by requests in flight
     period_cost: float = 0.0
@@ -101,6 +101,7 @@ class UsageRecord:
     model: str = ""
     engine: str = ""
     user: str | None = None
+    reserved_tokens: int = 0  # what admission reserved: the sliding minute is corrected by the difference
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
