@@ -12,6 +12,7 @@ from ..errors import APIError
 from ..library import load_library
 from ..settings import Settings
 from ..store import Duplicate, Store, StoreUnavailable, open_store
+from ..store.backend import Tx
 from ..store.keys import count_keys, insert_key, key_by_name, list_keys, revoke
 from ..store.reports import report
 from .keyspec import parse_key_fields
@@ -152,15 +153,21 @@ def run_usage(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _two_keys(tx: Tx, now: float) -> tuple[str, str]:
+    _, admin = insert_key(tx, "admin", {}, now, True)
+    _, default = insert_key(tx, "default", {}, now, False)
+    return admin, default
+
+
 def first_keys(settings: Settings) -> None:
     """No key at all yet (a first start): create a management key and an ordinary key, print both once."""
     store = _store(settings)
     try:
         if store.run_read(count_keys):
             return
-        now = time.time()
-        _, admin = store.run_write(insert_key, "admin", {}, now, True)
-        _, default = store.run_write(insert_key, "default", {}, now, False)
+        admin, default = store.run_write(_two_keys, time.time())
+    except Duplicate:  # another gateway on the same database created them at the same moment
+        return
     finally:
         store.close()
     print("inferd: no API keys yet; created management key 'admin' (manages keys through /api/v1/keys, "
