@@ -41,7 +41,10 @@ def test_requests_per_minute_with_openai_headers_through_the_openai_client(gatew
         "x-ratelimit-limit-requests": "2", "x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "1m0s"}
     assert raw.headers["x-ratelimit-limit-tokens"] == "10000"
     assert int(raw.headers["x-ratelimit-remaining-tokens"]) == 10000 - (64 + 16 + 2 + 2)
-    ask(api)
+    streamed = api.chat.completions.with_raw_response.create(  # streams carry the same headers
+        model=GEMMA, messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True)
+    assert streamed.headers["x-ratelimit-remaining-requests"] == "0"
+    assert [chunk for chunk in streamed.parse()]
     with pytest.raises(openai.RateLimitError) as caught:
         ask(api)
     response = caught.value.response

@@ -127,3 +127,25 @@ def test_a_management_key_cannot_call_completions(store: Store, tmp_path: Path) 
     admin, _ = store.run_write(insert_key, "admin", {}, 0.0, True)
     with pytest.raises(PermissionDenied):
         gate.model(admin, "m")
+
+
+def test_a_client_gone_while_the_database_admits_still_leaves_one_record(store: Store, tmp_path: Path) -> None:
+    gate, ledger = make_gate(store, FixedClock(1e9), tmp_path)
+    key, _ = store.run_write(insert_key, "k", {"concurrency": 1}, 0.0)
+
+    async def go() -> None:
+        attempt = asyncio.ensure_future(gate.admit(key, MODEL, [{"role": "user", "content": "hi"}], 5, None))
+        await asyncio.sleep(0)  # the admission is in the database's hands
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        for _ in range(500):
+            if _records(store) and ledger.settled:
+                break
+            await asyncio.sleep(0.01)
+        assert await ledger.drain()
+        await ledger.close()
+
+    asyncio.run(go())
+    [rec] = _records(store)
+    assert (rec["status"], rec["completion_tokens"]) == ("client_disconnected", 0)

@@ -7,6 +7,7 @@ agree) and returns an ``Admission``, whose ``settle`` hands the final record to 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -63,17 +64,28 @@ class Gate:
             result = decide(key, load, tokens, now)
             return result.admitted, result
 
+        pending = asyncio.ensure_future(self._store.write(admit, ticket, now - WINDOW_S, now - self._lease_s,
+                                                          (period, period_start(period, now)), verdict))
         try:
-            result: Verdict = await self._store.write(admit, ticket, now - WINDOW_S, now - self._lease_s,
-                                                      (period, period_start(period, now)), verdict)
+            result: Verdict = await asyncio.shield(pending)
         except StoreUnavailable as exc:
             raise store_unavailable(exc) from None
+        except asyncio.CancelledError:  # the client left while the database decided: settle if admitted
+            pending.add_done_callback(lambda done: self._abandoned(done, ticket))
+            raise
         if result.error is not None:
             raise result.error
         return Admission(ticket, spec, result.headers, estimated_prompt_tokens(messages), self)
 
     def settle(self, rec: UsageRecord) -> None:
         self._ledger.record(rec)
+
+    def _abandoned(self, done: "asyncio.Future[Verdict]", ticket: Ticket) -> None:
+        if not done.cancelled() and done.exception() is None and done.result().admitted:
+            self.settle(UsageRecord(request_id=ticket.request_id, key_id=ticket.key.id, admitted_at=ticket.admitted_at,
+                                    status="client_disconnected", model=ticket.model, engine=ticket.engine,
+                                    user=ticket.user, reserved_tokens=ticket.reserved_tokens,
+                                    settled_at=self._clock.now()))
 
     def now(self) -> float:
         return self._clock.now()
