@@ -137,7 +137,10 @@ def standard_refusal(name: str) -> Refusal:
             return Unavailable(f"{name} is busy: {message}", retry_after=1)
         if status in (401, 403, 404):  # inferd's own key, URL or model name for the upstream is wrong
             return EngineFailure(f"{name} refused inferd ({status}): {message}", code="upstream_error")
-        if 400 <= status < 500:
-            return InvalidRequest(f"The upstream model server refused the request: {message}", code="upstream_refused")
+        if 400 <= status < 500:  # the upstream's own code and param, where it names them
+            code, param = error.get("code"), error.get("param")
+            return InvalidRequest(f"The upstream model server refused the request: {message}",
+                                  code=code if isinstance(code, str) and code else "upstream_refused",
+                                  param=param if isinstance(param, str) else None)
         return EngineFailure(f"{name} failed ({status}): {message}", code="upstream_error")
     return refuse
