@@ -57,6 +57,9 @@ class EnginePool:
             message = str(exc) if isinstance(exc, ModelSourceError) else f"model '{spec.id}': {exc}"
             state.error = message
             log.error("model %s failed to load: %s", spec.id, message)
+        except Exception as exc:  # a bug, not a bad model: the model fails, the server stays up
+            state.error = f"model '{spec.id}': unexpected error while starting its engine ({type(exc).__name__})"
+            log.exception("model %s failed to load", spec.id)
 
     def status(self, model_id: str) -> EngineStatus:
         state = self._states[model_id]
