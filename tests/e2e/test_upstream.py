@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -187,3 +189,65 @@ def test_an_upstream_killed_mid_stream_gives_an_sse_error_event(tmp_path: Path, 
             assert srv.is_healthy()
     finally:
         doomed.stop()
+
+
+class StallingUpstream:
+    """A loopback server that answers a chat request with nothing, or with one event and then nothing:
+    the two ways an upstream can hang, which no real engine can be made to do on cue."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), b"0"))  # GET /models: none
+            while len(body) < length:
+                body += conn.recv(65536)
+            if body and json.loads(body)["model"] == "one-event":
+                chunk = json.dumps({"choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]})
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                event = f"data: {chunk}\n\n".encode()
+                conn.sendall(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_upstream_timeouts_first_byte_and_idle(tmp_path: Path, models_dir: Path, server: Server) -> None:
+    stalling = StallingUpstream()
+    url = f"http://127.0.0.1:{stalling.port}/v1"
+    toml = "".join(f'''[[models]]\nid = "{name}"\nengine = "openai"\ncontext_length = 1024\n
+[models.upstream]\nurl = "{url}"\nmodel = "{name}"\nfirst_byte_timeout = 1\nidle_timeout = 1\n\n'''
+                   for name in ("silent", "one-event"))
+    try:
+        with library_server(tmp_path, models_dir, toml) as srv:
+            headers = {"Authorization": f"Bearer {srv.create_key()}"}
+            silent = httpx.post(srv.url + "/api/v1/chat/completions", headers=headers, timeout=60,
+                                json={"model": "silent", "messages": COUNT, "stream": True})
+            error = assert_error(silent, 504, "server_error", None, "upstream_timeout")
+            assert "sent nothing within 1 s" in error["message"]
+            with httpx.stream("POST", srv.url + "/api/v1/chat/completions", headers=headers, timeout=60,
+                              json={"model": "one-event", "messages": COUNT, "stream": True}) as response:
+                assert response.status_code == 200
+                events = [line for line in response.iter_lines() if line]
+            assert json.loads(events[1][len("data: "):])["choices"][0]["delta"] == {"content": "Hel"}
+            late = json.loads(events[-2][len("data: "):])["error"]
+            assert late["code"] == "upstream_timeout" and "stopped sending for 1 s" in late["message"]
+            assert events[-1] == "data: [DONE]" and srv.is_healthy()
+    finally:
+        stalling.close()
