@@ -27,9 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--strict-params", action="store_true", default=None,
                        help="reject parameters a model does not support (400) instead of ignoring them")
     add_commands(sub, _common)  # keys create|list|revoke, usage
-    models = sub.add_parser("models", help="list the Model Library")
+    models = sub.add_parser("models", help="list the Model Library (and the engines' state of a running server)")
     _common(models)
     models.add_argument("--library", help="Model Library TOML file")
+    models.add_argument("--host", help="where the running server listens (env INFERD_HOST)")
+    models.add_argument("--port", type=int, help="its port (env INFERD_PORT)")
     return parser
 
 
@@ -51,20 +53,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def show_models(settings: Settings) -> int:
+    """The library, and, when a server answers at the configured address, each engine's live state."""
+    live = _live_engines(settings)
     for spec in load_library(settings.library):
-        path = spec.model_path(settings.model_files_dir)
-        state = "present" if path.is_file() else "not assembled yet"
-        print(f"{spec.id:<32} engine={spec.engine} context={spec.context_length} parallel={spec.parallel} "
-              f"input={'+'.join(spec.input_modalities)} reasoning={spec.reasoning.name} file={path} ({state})")
+        line = (f"{spec.id:<32} engine={spec.engine} context={spec.context_length} parallel={spec.parallel} "
+                f"input={'+'.join(spec.input_modalities)} reasoning={spec.reasoning.name}")
+        if spec.engine == "openai" and spec.upstream is not None:
+            line += f" upstream={spec.upstream.url} ({spec.upstream.flavour})"
+        elif spec.file is not None or spec.source is not None:
+            path = spec.model_path(settings.model_files_dir)
+            line += f" file={path} ({'present' if path.is_file() else 'not assembled yet'})"
+        print(line + _engine_state(live.get(spec.id)))
+    if live is _NO_SERVER:
+        print(f"(no server answers at http://{settings.host}:{settings.port}: engine states unknown)")
     return 0
 
 
-def serve(settings: Settings) -> int:
-    import uvicorn
+_NO_SERVER: dict = {}
 
+
+def _live_engines(settings: Settings) -> dict:
+    import httpx
+
+    try:
+        return httpx.get(f"http://{settings.host}:{settings.port}/health", timeout=3).json().get("engines", {})
+    except (httpx.HTTPError, ValueError):
+        return _NO_SERVER
+
+
+def _engine_state(card: dict | None) -> str:
+    if not card:
+        return ""
+    rss = f"{card['rss_bytes'] / 2**20:.0f} MiB" if card.get("rss_bytes") else "-"
+    return (f" state={card['state']} pid={card.get('pid') or '-'} rss={rss} restarts={card.get('restarts', 0)} "
+            f"in_flight={card.get('in_flight', 0)}")
+
+
+def serve(settings: Settings) -> int:
     from .app import create_app
+    from .lifecycle import run
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "debug":  # one line per call to an engine is noise (and per token at debug)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         library = load_library(settings.library)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -74,8 +105,7 @@ def serve(settings: Settings) -> int:
     app = create_app(settings, library)
     print(f"inferd: serving {len(library)} model(s) on http://{settings.host}:{settings.port}/api/v1 "
           f"(health: http://{settings.host}:{settings.port}/health)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                loop="auto", http="auto", timeout_graceful_shutdown=5)
+    run(app, host=settings.host, port=settings.port, log_level=settings.log_level, drain=app.state.drain)
     return 0
 
 

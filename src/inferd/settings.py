@@ -40,6 +40,7 @@ class Settings:
     max_images: int = 16  # image parts per request
     max_image_pixels: int = 32 * 1024 * 1024  # checked from the header, before decoding
     max_video_frames: int = 32  # server maximum of frames taken from one video
+    drain_seconds: float = 30.0  # on SIGTERM: how long in-flight requests may finish before they are ended
     # keys and usage: SQLite in data_dir unless a postgresql:// URL is given (gateways then share it)
     database_url: str = ""
     store_busy_timeout_ms: int = 5000  # how long a write waits for a locked database before spooling
@@ -96,6 +97,11 @@ def _parse(name: str, raw: str, kind: type) -> Any:
 
 
 _KINDS: dict[str, type] = {"int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
+
+
+def read_secret(name: str) -> str | None:
+    """A secret the Model Library names by its environment variable (an upstream's key); never logged."""
+    return os.environ.get(name) or None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
