@@ -92,13 +92,14 @@ def _gateway(kind: str, tmp_path_factory: pytest.TempPathFactory, models_dir: Pa
 
 
 @pytest.fixture(scope="session")
-def sqlite_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Gateway]:
-    """A real server on a small priced library, on SQLite, with a test clock (provider tests)."""
+def sqlite_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Gateway]:
+    """A real server on a small priced library, on SQLite, with a test clock (provider tests); after the
+    default server, which assembles the packaged model file this library names."""
     yield from _gateway("sqlite", tmp_path_factory, models_dir, None)
 
 
 @pytest.fixture(scope="session")
-def postgres_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
+def postgres_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server,
                      postgres: PostgresServer) -> Iterator[Gateway]:
     """The same on a fresh database of the test PostgreSQL."""
     yield from _gateway("postgres", tmp_path_factory, models_dir, postgres.new_database())

@@ -18,10 +18,13 @@ OTHER = "gemma-b"  # the same weights under a second id: for allow-lists
 PRICES = {"prompt": 0.001, "completion": 0.002}
 
 
-def library_toml() -> str:
-    """The packaged gemma entry, priced, plus a second id on the same file (one slot)."""
+def library_toml(models_dir: Path) -> str:
+    """The packaged gemma entry on its assembled file (the session server assembled it), priced,
+    plus a second id on the same file (one slot)."""
     packaged = files("inferd").joinpath("models.toml").read_text(encoding="utf-8")
     gemma = next(block for block in packaged.split("[[models]]") if f'id = "{GEMMA}"' in block)
+    gemma = gemma.split("[models.source]")[0].replace('filename = "gemma-3-270m.Q4_K_M.gguf"',
+                                                      f'file = "{models_dir / "gemma-3-270m.Q4_K_M.gguf"}"')
     priced = "[[models]]" + gemma + '\n[models.pricing]\nprompt = "0.001"\ncompletion = 0.002\n'
     other = "[[models]]" + gemma.replace(f'id = "{GEMMA}"', f'id = "{OTHER}"').replace("parallel = 4", "parallel = 1")
     return priced + "\n" + other
@@ -36,7 +39,7 @@ class Gateway:
         if not self.clock_file.exists():
             self.clock_file.write_text("0")
         library = folder / "library.toml"
-        library.write_text(library_toml())
+        library.write_text(library_toml(models_dir))
         env = {"INFERD_TEST_CLOCK_FILE": str(self.clock_file), "INFERD_STORE_BUSY_TIMEOUT_MS": "500",
                "INFERD_SPOOL_RETRY_S": "0.2"}
         if database_url:
