@@ -23,10 +23,12 @@ class Tx(Protocol):
         """One statement over many argument rows (pipelined where the driver can); rows it RETURNs."""
 
     def lock_key(self, key_id: int) -> None:
-        """Serialize admissions of one key until the transaction ends (across processes)."""
+        """Serialize admissions of one key until the transaction ends (across processes); the
+        transaction may then commit without waiting for its log to reach the disk (an admission is
+        soft state: its settlement carries the whole record)."""
 
     def relaxed(self) -> None:
-        """This transaction may commit without waiting for its log to reach the disk (soft state)."""
+        """The same commit without waiting for the disk, for an admission that takes no lock."""
 
 
 class Backend(Protocol):

@@ -16,16 +16,21 @@ from collections import Counter, defaultdict
 from typing import Any, Callable, Sequence, TypeVar
 
 from .backend import Tx, one
-from .records import IN_FLIGHT, KeyRecord, Load, Ticket, UsageRecord
+from .records import IN_FLIGHT, Load, Ticket, UsageRecord
 
 V = TypeVar("V")
 BUCKET_KEEP_S = 120  # buckets older than this are deleted at settlement
 
-WINDOW = """SELECT COALESCE(SUM(requests), 0) AS n, COALESCE(SUM(tokens), 0) AS t, MIN(second) AS oldest
-FROM rate_buckets WHERE key_id = ? AND second > ?"""
-IN_FLIGHT_NOW = """SELECT COUNT(*) AS n, COALESCE(SUM(reserved_tokens), 0) AS t, COALESCE(SUM(reserved_cost), 0) AS c
-FROM usage WHERE key_id = ? AND status = 'in_flight' AND admitted_at > ?"""
-PERIOD = "SELECT tokens, cost FROM usage_counters WHERE key_id = ? AND period = ? AND start = ?"
+# one statement (one round trip): the sliding minute (at most 61 rows), the requests in flight (a
+# partial index), the period's settled totals (a primary key)
+LOAD = """SELECT w.n AS window_requests, w.t AS window_tokens, w.oldest AS window_oldest,
+       f.n AS in_flight, f.t AS reserved_tokens, f.c AS reserved_cost,
+       COALESCE(c.tokens, 0) AS period_tokens, COALESCE(c.cost, 0) AS period_cost
+FROM (SELECT COALESCE(SUM(requests), 0) AS n, COALESCE(SUM(tokens), 0) AS t, MIN(second) AS oldest
+      FROM rate_buckets WHERE key_id = ? AND second > ?) w
+CROSS JOIN (SELECT COUNT(*) AS n, COALESCE(SUM(reserved_tokens), 0) AS t, COALESCE(SUM(reserved_cost), 0) AS c
+            FROM usage WHERE key_id = ? AND status = 'in_flight' AND admitted_at > ?) f
+LEFT JOIN usage_counters c ON c.key_id = ? AND c.period = ? AND c.start = ?"""
 
 INSERT = """INSERT INTO usage (id, key_id, model, engine, status, user_id, admitted_at, reserved_tokens, reserved_cost)
 VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)"""
@@ -50,32 +55,26 @@ ON CONFLICT (key_id, period, start) DO UPDATE SET requests = usage_counters.requ
     tokens = usage_counters.tokens + excluded.tokens, cost = usage_counters.cost + excluded.cost"""
 
 
-def load(tx: Tx, key: KeyRecord, window_start: float, lease_start: float, period: tuple[str, float]) -> Load:
-    """The key's use, reading only what its limits need."""
-    rl = key.rate_limit
-    out: dict[str, Any] = {}
-    if rl.requests_per_minute is not None or rl.tokens_per_minute is not None:
-        w = one(tx, WINDOW, (key.id, math.floor(window_start) - 1)) or {}
-        out.update(window_requests=int(w["n"]), window_tokens=int(w["t"]),
-                   window_oldest=float(w["oldest"]) + 1 if w["oldest"] is not None else None)
-    budgets = key.limit is not None or key.token_limit is not None
-    if rl.concurrent_requests is not None or budgets:
-        f = one(tx, IN_FLIGHT_NOW, (key.id, lease_start)) or {}
-        out["in_flight"] = int(f["n"])
-        if budgets:
-            c = one(tx, PERIOD, (key.id, *period)) or {"tokens": 0, "cost": 0.0}
-            out.update(period_tokens=int(c["tokens"]) + int(f["t"]), period_cost=float(c["cost"]) + float(f["c"]))
-    return Load(**out)
+def load(tx: Tx, key_id: int, window_start: float, lease_start: float, period: tuple[str, float]) -> Load:
+    """The key's use: the window counts whole seconds, each until it is a full minute old."""
+    row = one(tx, LOAD, (key_id, math.floor(window_start) - 1, key_id, lease_start, key_id, *period))
+    assert row is not None
+    oldest = row["window_oldest"]
+    return Load(window_requests=int(row["window_requests"]), window_tokens=int(row["window_tokens"]),
+                window_oldest=float(oldest) + 1 if oldest is not None else None, in_flight=int(row["in_flight"]),
+                period_tokens=int(row["period_tokens"]) + int(row["reserved_tokens"]),
+                period_cost=float(row["period_cost"]) + float(row["reserved_cost"]))
 
 
 def admit(tx: Tx, ticket: Ticket, window_start: float, lease_start: float, period: tuple[str, float],
           decide: Callable[[Load], tuple[bool, V]]) -> V:
     """Decide on the key's load under its lock; record the ticket if admitted. Returns the verdict."""
-    tx.relaxed()  # a reservation is soft state: its settlement restores the record if a crash loses it
     current = Load()
     if ticket.key.has_admission_limits:
         tx.lock_key(ticket.key.id)
-        current = load(tx, ticket.key, window_start, lease_start, period)
+        current = load(tx, ticket.key.id, window_start, lease_start, period)
+    else:
+        tx.relaxed()
     admitted, verdict = decide(current)
     if admitted:
         tx.run(INSERT, (ticket.request_id, ticket.key.id, ticket.model, ticket.engine, ticket.user,

@@ -46,7 +46,8 @@ class PostgresTx:
         return out
 
     def lock_key(self, key_id: int) -> None:
-        self.cursor.execute("SELECT id FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+        self.cursor.execute("SELECT id, set_config('synchronous_commit', 'off', true) FROM api_keys "
+                            "WHERE id = %s FOR UPDATE", (key_id,))
 
     def relaxed(self) -> None:
         self.cursor.execute("SET LOCAL synchronous_commit = off")

@@ -30,10 +30,11 @@ class SqliteTx:
         return [row for args in rows for row in self.rows(sql, args)]
 
     def lock_key(self, key_id: int) -> None:
-        """``BEGIN IMMEDIATE`` already holds the database's one write lock."""
+        """``BEGIN IMMEDIATE`` already holds the database's one write lock (and WAL with
+        synchronous=NORMAL never waits for the disk at commit)."""
 
     def relaxed(self) -> None:
-        """WAL with synchronous=NORMAL never waits for the disk at commit."""
+        """Already so."""
 
 
 class SqliteBackend:
