@@ -48,7 +48,11 @@ class Gateway:
         self.url = self.server.url
         self.admin = self.default = ""
         if start:
-            self.server.wait_health()
+            try:
+                self.server.wait_health()
+            except BaseException:
+                self.server.stop()
+                raise
             self.admin, self.default = self.first_keys()
 
     def first_keys(self) -> tuple[str, str]:

@@ -234,7 +234,7 @@ def test_two_gateways_on_one_postgresql_admit_exactly_the_limit(postgres_gateway
     second = Gateway("postgres", tmp_path_factory.mktemp("second-gateway"), models_dir, gateway.database_url,
                      clock_file=gateway.clock_file, start=False)
     try:
-        second.server.wait_health()
+        second.server.wait_health()  # stopped below whatever happens
         secret, _ = gateway.key(rate_limit={"requests_per_minute": 10})
         targets = [gateway, second] * 15
         with ThreadPoolExecutor(6) as pool:
