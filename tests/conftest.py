@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -8,7 +9,9 @@ import openai
 import pytest
 
 from . import netguard
+from .gateway import Gateway
 from .harness import Server
+from .pg import PostgresServer, find_bin
 
 # Any attempt of this test process to connect to (or resolve) something off loopback raises.
 netguard.install()
@@ -62,3 +65,47 @@ def assert_error(response: httpx.Response, status: int, type_: str, param: str |
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole run. Missing binaries: a skip, but a failure under CI."""
+    bindir = find_bin()
+    if bindir is None:
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found; install Debian's 'postgresql' package"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    srv = PostgresServer(bindir)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _gateway(kind: str, tmp_path_factory: pytest.TempPathFactory, models_dir: Path, url: str | None) -> Iterator[Gateway]:
+    gw = Gateway(kind, tmp_path_factory.mktemp(f"gateway-{kind}"), models_dir, url)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Gateway]:
+    """A real server on a small priced library, on SQLite, with a test clock (provider tests); after the
+    default server, which assembles the packaged model file this library names."""
+    yield from _gateway("sqlite", tmp_path_factory, models_dir, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server,
+                     postgres: PostgresServer) -> Iterator[Gateway]:
+    """The same on a fresh database of the test PostgreSQL."""
+    yield from _gateway("postgres", tmp_path_factory, models_dir, postgres.new_database())
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def gateway(request: pytest.FixtureRequest) -> Gateway:
+    """Each provider test runs on both stores."""
+    return request.getfixturevalue(f"{request.param}_gateway")

@@ -17,9 +17,8 @@ from .chat.service import ChatService
 from .engines.pool import EnginePool
 from .errors import APIError, MethodNotAllowed, NotFound, internal_error
 from .library import Library, load_library
+from .provider.runtime import Provider
 from .settings import Settings
-from .store import Store
-from .store.keys import KeyVerifier
 
 log = logging.getLogger("inferd")
 
@@ -47,19 +46,20 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     library = library if library is not None else load_library(settings.library)
-    store = Store(settings.db_path)
+    provider = Provider(settings, library)  # keys, limits, usage
     pool = EnginePool(library, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(pool.start_all())
+        await provider.start()
         try:
             yield
         finally:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             await pool.close()
-            store.close()
+            await provider.close()
 
     async def drain() -> None:
         """SIGTERM: refuse new requests, let in-flight ones finish for a while, end the rest, stop engines."""
@@ -73,9 +73,9 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
         APIError: on_api_error, HTTPException: on_http_error, Exception: on_unexpected})
     app.state.settings = settings
     app.state.library = library
-    app.state.store = store
-    app.state.verifier = KeyVerifier(store)
+    app.state.provider = provider
+    app.state.verifier = provider.verifier
     app.state.pool = pool
     app.state.drain = drain
-    app.state.service = ChatService(library, pool, store, settings)
+    app.state.service = ChatService(library, pool, provider.gate, settings)
     return app

@@ -1,17 +1,15 @@
-"""Command line: inferd serve | keys create|list|revoke | models."""
+"""Command line: inferd serve | keys create|list|revoke | usage | models."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-import time
 from typing import Sequence
 
 from .library import load_library
+from .provider.admin import add_commands, first_keys, run_keys, run_usage
 from .settings import Settings, load_settings
-from .store import Store
-from .store.keys import count_active, create_key, list_keys, revoke_key
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--library", help="Model Library TOML file (env INFERD_LIBRARY; default: packaged)")
     serve.add_argument("--strict-params", action="store_true", default=None,
                        help="reject parameters a model does not support (400) instead of ignoring them")
-    keys = sub.add_parser("keys", help="manage API keys")
-    key_sub = keys.add_subparsers(dest="action", required=True)
-    for action, text in (("create", "create a key and print it once"), ("revoke", "revoke a key by name")):
-        p = key_sub.add_parser(action, help=text)
-        _common(p)
-        p.add_argument("--name", required=(action == "create"), help="the key's name")
-        if action == "revoke":
-            p.add_argument("name_pos", nargs="?", metavar="NAME")
-    _common(key_sub.add_parser("list", help="list keys (never their secrets)"))
+    add_commands(sub, _common)  # keys create|list|revoke, usage
     models = sub.add_parser("models", help="list the Model Library (and the engines' state of a running server)")
     _common(models)
     models.add_argument("--library", help="Model Library TOML file")
@@ -57,40 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "models":
         return show_models(settings)
-    return manage_keys(settings, args.action, getattr(args, "name", None) or getattr(args, "name_pos", None))
-
-
-def manage_keys(settings: Settings, action: str, name: str | None) -> int:
-    store = Store(settings.db_path)
-    try:
-        if action == "create":
-            secret = create_key(store, name or "default")
-            print(f"Created API key '{name}'. It is shown only now; store it safely:")
-            print(secret)
-        elif action == "list":
-            print(f"{'NAME':<24} {'PREFIX':<18} {'CREATED':<20} {'LAST USED':<20} STATUS")
-            for key in list_keys(store):
-                status = "revoked" if key.revoked_at else "active"
-                print(f"{key.name:<24} {key.prefix + '…':<18} {_when(key.created_at):<20} "
-                      f"{_when(key.last_used_at):<20} {status}")
-        elif not name:
-            print("inferd keys revoke: give the key's name (--name NAME)", file=sys.stderr)
-            return 2
-        elif not revoke_key(store, name):
-            print(f"inferd: no active key named '{name}'", file=sys.stderr)
-            return 1
-        else:
-            print(f"Revoked API key '{name}'.")
-    except ValueError as exc:
-        print(f"inferd: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-    return 0
-
-
-def _when(timestamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+    if args.command == "usage":
+        return run_usage(settings, args)
+    return run_keys(settings, args)
 
 
 def show_models(settings: Settings) -> int:
@@ -142,23 +101,12 @@ def serve(settings: Settings) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"inferd: cannot read the Model Library: {exc}", file=sys.stderr)
         return 2
-    _first_key(settings)
+    first_keys(settings)
     app = create_app(settings, library)
     print(f"inferd: serving {len(library)} model(s) on http://{settings.host}:{settings.port}/api/v1 "
           f"(health: http://{settings.host}:{settings.port}/health)", flush=True)
     run(app, host=settings.host, port=settings.port, log_level=settings.log_level, drain=app.state.drain)
     return 0
-
-
-def _first_key(settings: Settings) -> None:
-    store = Store(settings.db_path)
-    try:
-        if count_active(store) == 0 and not list_keys(store):
-            secret = create_key(store, "default")
-            print("inferd: no API keys yet; created key 'default'. It is shown only now:", flush=True)
-            print(secret, flush=True)
-    finally:
-        store.close()
 
 
 if __name__ == "__main__":

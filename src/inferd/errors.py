@@ -69,6 +69,43 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class PermissionDenied(APIError):
+    """A valid key asking for something its kind of key may not do (management vs ordinary)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class Conflict(APIError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class QuotaExceeded(APIError):
+    """The key's spend limit or token limit for its period is used up: 402 (as OpenRouter), so that
+    clients do not retry it as they retry a 429; it clears at the period's reset or with a raised limit."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class RateLimited(APIError):
+    """Over a rate limit (requests or tokens per minute, concurrent requests): retry after ``Retry-After``.
+
+    ``type`` is the limit hit, ``requests`` or ``tokens``, as OpenAI's API reports it."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
+        super().__init__(message, headers=headers)
+        self.type = kind
+
+
 class MethodNotAllowed(APIError):
     status = 405
     type = "invalid_request_error"

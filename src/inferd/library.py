@@ -15,6 +15,7 @@ from typing import Any
 from .chat.reasoning.styles import EFFORTS, NoReasoning, ReasoningStyle, build_style
 from .engines.flavours import FLAVOURS
 from .errors import ModelNotFound
+from .provider.pricing import Pricing, parse_pricing
 
 SEED_SAMPLING = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repetition_penalty")
 SEED_PARAMETERS = SEED_SAMPLING + (
@@ -90,6 +91,7 @@ class ModelSpec:
     video_timestamps: bool = False  # write each frame's time ("[1.0s]") before it, for families that expect it
     upstream: UpstreamOptions | None = None  # engine "openai"
     vllm: VllmOptions | None = None  # engine "vllm"
+    pricing: Pricing = field(default_factory=Pricing)  # per-token prices ([models.pricing]); free by default
 
     def model_path(self, models_dir: Path) -> Path:
         return self.file if self.file is not None else models_dir / self.filename
@@ -149,6 +151,7 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
     if entry.get("mmproj") is not None:
         entry["mmproj"] = base / Path(entry["mmproj"]).expanduser()
     _check_names(model_id, entry)
+    entry["pricing"] = parse_pricing(model_id, entry.pop("pricing", {}))
     if float(entry.get("video_fps", 1.0)) <= 0 or int(entry.get("video_max_frames", 1)) < 1:
         raise ValueError(f"library entry '{model_id}': video_fps must be > 0 and video_max_frames >= 1")
     extra = sorted(set(entry) - {f.name for f in fields(ModelSpec)})

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 ENV_PREFIX = "INFERD_"
 REASONING_FIELDS = ("both", "reasoning_content", "reasoning")
+DATABASE_SCHEMES = ("postgresql://", "postgres://", "sqlite://")
 
 
 def default_data_dir() -> Path:
@@ -40,6 +41,13 @@ class Settings:
     max_image_pixels: int = 32 * 1024 * 1024  # checked from the header, before decoding
     max_video_frames: int = 32  # server maximum of frames taken from one video
     drain_seconds: float = 30.0  # on SIGTERM: how long in-flight requests may finish before they are ended
+    # keys and usage: SQLite in data_dir unless a postgresql:// URL is given (gateways then share it)
+    database_url: str = ""
+    store_busy_timeout_ms: int = 5000  # how long a write waits for a locked database before spooling
+    spool_retry_s: float = 1.0  # how often spooled usage records are offered to the database again
+    admission_lease_s: float = 3600.0  # an unsettled request stops counting (in flight) after this
+    # TEST ONLY: a file holding seconds added to the limits' clock (moves a server across a reset)
+    test_clock_file: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -60,10 +68,14 @@ def _coerced(settings: Settings) -> Settings:
     data_dir = Path(settings.data_dir).expanduser()
     library = Path(settings.library).expanduser() if settings.library else None
     models_dir = Path(settings.models_dir).expanduser() if settings.models_dir else None
+    test_clock = Path(settings.test_clock_file) if settings.test_clock_file else None
     if settings.reasoning_field not in REASONING_FIELDS:
         raise ValueError(f"{ENV_PREFIX}REASONING_FIELD must be one of {', '.join(REASONING_FIELDS)}; "
                          f"got '{settings.reasoning_field}'")
-    return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir)
+    if settings.database_url and not settings.database_url.startswith(DATABASE_SCHEMES):
+        raise ValueError(f"{ENV_PREFIX}DATABASE_URL must start with {' or '.join(DATABASE_SCHEMES)}; "
+                         f"got '{settings.database_url.partition(':')[0]}:...'")
+    return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir, test_clock_file=test_clock)
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

@@ -98,7 +98,7 @@ def test_usage_is_recorded_per_key(server: Server) -> None:
     db = sqlite3.connect(server.data_dir / "inferd.sqlite3")
     for _ in range(50):  # the writer thread records it asynchronously
         rows = db.execute("SELECT u.model, u.prompt_tokens, u.completion_tokens FROM usage u JOIN api_keys k "
-                          "ON k.id = u.key_id WHERE k.name = 'usage-key'").fetchall()
+                          "ON k.id = u.key_id WHERE k.name = 'usage-key' AND u.status <> 'in_flight'").fetchall()
         if rows:
             break
         import time

@@ -12,19 +12,23 @@ from ..chat.reasoning.styles import DEFAULT_BUDGETS, FALLBACK_EFFORT
 from ..chat.service import ChatService
 from ..engines.pool import EnginePool
 from ..library import Library, ModelSpec
+from ..provider.gate import visible_spec
 from .auth import authenticate
 from .body import read_json
+from .keys import key_routes
+from .usage import usage_routes
 from .schemas import parse_chat_request
 from .sse import ClientGone, EventStreamResponse, events, until_disconnect
 
 
 async def chat_completions(request: Request) -> Response:
     state = request.app.state
-    key_id = authenticate(request, state.verifier)
-    chat = parse_chat_request(await read_json(request, state.settings.max_body_bytes))
+    key = await authenticate(request, state.verifier)
+    body = await read_json(request, state.settings.max_body_bytes)
+    chat = parse_chat_request(body)
     service: ChatService = state.service
     try:
-        completion = await until_disconnect(request.receive, service.start(key_id, chat))
+        completion = await until_disconnect(request.receive, service.start(key, chat, user=request_user(body)))
     except ClientGone:
         return Response(status_code=499)
     if chat.stream:
@@ -39,10 +43,16 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(body, headers=completion.headers)
 
 
+def request_user(body: Any) -> str | None:
+    """The request's top-level ``user`` string, recorded with its usage (still reported as ignored)."""
+    user = body.get("user") if isinstance(body, dict) else None
+    return user[:256] if isinstance(user, str) and user else None
+
+
 def model_card(spec: ModelSpec) -> dict[str, Any]:
     return {
         "id": spec.id, "object": "model", "created": spec.created, "owned_by": spec.owned_by,
-        "context_length": spec.context_length,
+        "context_length": spec.context_length, "pricing": spec.pricing.card(),
         "architecture": {"input_modalities": list(spec.input_modalities), "output_modalities": ["text"]},
         "supported_parameters": list(spec.supported_parameters),
         "reasoning": _reasoning_card(spec),
@@ -59,14 +69,14 @@ def _reasoning_card(spec: ModelSpec) -> dict[str, Any] | None:
 
 
 async def list_models(request: Request) -> Response:
-    authenticate(request, request.app.state.verifier)
+    key = await authenticate(request, request.app.state.verifier)
     library: Library = request.app.state.library
-    return JSONResponse({"object": "list", "data": [model_card(spec) for spec in library]})
+    return JSONResponse({"object": "list", "data": [model_card(spec) for spec in library if key.allows(spec.id)]})
 
 
 async def get_model(request: Request) -> Response:
-    authenticate(request, request.app.state.verifier)
-    return JSONResponse(model_card(request.app.state.library.get(request.path_params["model_id"])))
+    key = await authenticate(request, request.app.state.verifier)
+    return JSONResponse(model_card(visible_spec(key, request.app.state.library, request.path_params["model_id"])))
 
 
 async def health(request: Request) -> Response:
@@ -83,6 +93,6 @@ def routes() -> list[Route]:
             Route(f"{prefix}/chat/completions", chat_completions, methods=["POST"]),
             Route(f"{prefix}/models", list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
-        ]
+        ] + key_routes(prefix) + usage_routes(prefix)
     return table + [Route("/health", health, methods=["GET"])]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import AsyncIterator, Callable
 
 from ..api.schemas import ChatRequest
@@ -11,8 +10,10 @@ from ..engines.base import Delta, GenerationRequest, Usage
 from ..engines.pool import EnginePool
 from ..errors import InvalidRequest
 from ..library import Library, ModelSpec
+from ..provider.gate import Admission, Gate
+from ..provider.meter import Meter
 from ..settings import Settings
-from ..store import Store
+from ..store import KeyRecord
 from .chunks import Envelope
 from .media import MediaPreparer
 from .params import enforce_policy, honoured_parameters, ignored_parameters, sampling
@@ -21,43 +22,46 @@ from .reasoning.run import ReasoningRun
 
 
 class ChatService:
-    def __init__(self, library: Library, pool: EnginePool, store: Store, settings: Settings) -> None:
+    def __init__(self, library: Library, pool: EnginePool, gate: Gate, settings: Settings) -> None:
         self._library = library
         self._pool = pool
-        self._store = store
+        self._gate = gate
         self._settings = settings
         self._media = MediaPreparer(settings)
 
-    async def start(self, key_id: int, chat: ChatRequest) -> "Completion":
-        """Validate against the model and start generating; errors raise before any output."""
-        spec = self._library.get(chat.model)
+    async def start(self, key: KeyRecord, chat: ChatRequest, user: str | None = None) -> "Completion":
+        """Validate against the model, admit the key, start generating; errors raise before any output."""
+        spec = self._gate.model(key, chat.model)
         _check_modalities(spec, chat)
         ignored = ignored_parameters(spec, chat.params, chat.unknown)
         enforce_policy(spec, ignored, self._settings.strict_params)
         plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs,
                                       honoured_parameters(spec, chat.params), spec.defaults)
-        # before taking a slot: fetching may be slow
-        media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
         chosen = sampling(spec, chat.params)
-        request = GenerationRequest(messages=media.messages if media else chat.messages, sampling=chosen, chat_template_kwargs=kwargs,
-                                    fit_tokens=chosen.max_tokens)
-        engine = self._pool.acquire(spec)
+        admission = await self._gate.admit(key, spec, chat.messages, chosen.max_tokens, user)  # before any slot
+        try:
+            # before taking a slot: fetching may be slow
+            media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
+            request = GenerationRequest(messages=media.messages if media else chat.messages, sampling=chosen,
+                                        chat_template_kwargs=kwargs, fit_tokens=chosen.max_tokens)
+            engine = self._pool.acquire(spec)
+        except BaseException as exc:
+            admission.meter.on_error(exc)
+            admission.settle(None)
+            raise
         deltas = ReasoningRun(engine, request, plan).deltas()
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
         completion = Completion(Envelope(model=spec.id), deltas, names,
-                                lambda usage: self._finish(spec, key_id, usage))
-        completion.headers = _headers(ignored, plan)
+                                lambda usage: self._finish(spec, admission, usage), admission.meter)
+        completion.headers = {**_headers(ignored, plan), **admission.headers}
         if media and media.frames_per_video:
             completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
         await completion.open()
         return completion
 
-    def _finish(self, spec: ModelSpec, key_id: int, usage: Usage | None) -> None:
+    def _finish(self, spec: ModelSpec, admission: Admission, usage: Usage | None) -> None:
         self._pool.release(spec)
-        if usage is not None:
-            self._store.write_later(
-                "INSERT INTO usage (key_id, model, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)",
-                (key_id, spec.id, usage.prompt_tokens, usage.completion_tokens, time.time()))
+        admission.settle(usage)
 
 
 def _headers(ignored: list[str], plan: ReasoningPlan) -> dict[str, str]:
@@ -86,8 +90,9 @@ class Completion:
     headers: dict[str, str]
 
     def __init__(self, envelope: Envelope, deltas: AsyncIterator[Delta], reasoning_names: tuple[str, ...],
-                 on_done: Callable[[Usage | None], None]) -> None:
+                 on_done: Callable[[Usage | None], None], meter: Meter | None = None) -> None:
         self.envelope = envelope
+        self.meter = meter if meter is not None else Meter()  # what was generated, for usage if cut short
         self._deltas = deltas
         self._names = reasoning_names  # empty: the model does not reason, or reasoning stays inline
         self._on_done: Callable[[Usage | None], None] | None = on_done
@@ -97,7 +102,9 @@ class Completion:
     async def open(self) -> None:
         try:
             self._first = await anext(self._deltas)
-        except BaseException:
+            self.meter.on_delta(self._first)
+        except BaseException as exc:
+            self.meter.on_error(exc)
             await self.aclose()
             raise
 
@@ -106,7 +113,11 @@ class Completion:
             if self._first is not None:
                 yield self._first
             async for delta in self._deltas:
+                self.meter.on_delta(delta)
                 yield delta
+        except BaseException as exc:
+            self.meter.on_error(exc)
+            raise
         finally:
             await self.aclose()
 

@@ -1,76 +1,106 @@
-"""API keys: high-entropy random secrets with a recognisable prefix, stored only as SHA-256."""
+"""API keys: high-entropy random secrets with a recognisable prefix, stored only as SHA-256.
+
+Functions take a transaction (``Tx``) so that the server (async, through ``Store``) and the CLI
+(sync) share them, on SQLite and PostgreSQL alike.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import json
 import secrets
-import sqlite3
-import time
-from dataclasses import dataclass
+from typing import Any
 
-from .db import Store
+from .backend import Tx, one
+from .records import KeyRecord, RateLimit
 
 KEY_PREFIX = "sk-inferd-"
-LAST_USED_EVERY_S = 60.0  # last_used_at is refreshed at most this often per key
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: int
-    name: str
-    prefix: str
-    created_at: float
-    last_used_at: float | None
-    revoked_at: float | None
+COLUMNS = ("id, hash, name, prefix, created_at, management, disabled, spend_limit, limit_reset, token_limit, "
+           "rpm, tpm, concurrency, models, expires_at, updated_at, last_used_at, revoked_at")
+SETTABLE = ("name", "disabled", "spend_limit", "limit_reset", "token_limit", "rpm", "tpm", "concurrency",
+            "models", "expires_at")
 
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(store: Store, name: str) -> str:
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    try:
-        store.execute("INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?, ?, ?, ?)",
-                      (name, secret[: len(KEY_PREFIX) + 6], hash_key(secret), time.time()))
-    except sqlite3.IntegrityError:
-        raise ValueError(f"a key named '{name}' already exists") from None
-    return secret
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def list_keys(store: Store) -> list[ApiKey]:
-    rows = store.query("SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id")
-    return [ApiKey(**dict(row)) for row in rows]
+def record(row: dict[str, Any]) -> KeyRecord:
+    models = json.loads(row["models"]) if row["models"] is not None else None
+    return KeyRecord(
+        id=row["id"], hash=row["hash"], name=row["name"], prefix=row["prefix"], created_at=row["created_at"],
+        management=bool(row["management"]), disabled=bool(row["disabled"]), limit=row["spend_limit"],
+        limit_reset=row["limit_reset"], token_limit=row["token_limit"],
+        rate_limit=RateLimit(row["rpm"], row["tpm"], row["concurrency"]),
+        models=tuple(models) if models is not None else None, expires_at=row["expires_at"],
+        updated_at=row["updated_at"], last_used_at=row["last_used_at"], revoked_at=row["revoked_at"])
 
 
-def revoke_key(store: Store, name: str) -> bool:
-    return store.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
-                         (time.time(), name)) > 0
+def columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Column values from settable fields (``models`` as JSON text); unknown names are a bug."""
+    unknown = set(fields) - set(SETTABLE)
+    assert not unknown, f"not settable: {unknown}"
+    out = dict(fields)
+    if out.get("models") is not None:
+        out["models"] = json.dumps(list(out["models"]))
+    if "disabled" in out:
+        out["disabled"] = int(bool(out["disabled"]))
+    return out
 
 
-def count_active(store: Store) -> int:
-    return store.query("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")[0]["n"]
+def insert_key(tx: Tx, name: str, fields: dict[str, Any], now: float, management: bool = False) -> tuple[KeyRecord, str]:
+    """Create a key; the secret is returned only here (raises ``Duplicate`` for a taken name)."""
+    secret = new_secret()
+    values = {**columns(fields), "name": name, "prefix": secret[: len(KEY_PREFIX) + 6], "hash": hash_key(secret),
+              "created_at": now, "management": int(management)}
+    names = ", ".join(values)
+    tx.run(f"INSERT INTO api_keys ({names}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
+    found = key_by_hash(tx, values["hash"])
+    assert found is not None
+    return found, secret
 
 
-class KeyVerifier:
-    """Looks a presented secret up by its hash on every request, so a revoke takes effect at once."""
+def key_by_hash(tx: Tx, digest: str) -> KeyRecord | None:
+    row = one(tx, f"SELECT {COLUMNS} FROM api_keys WHERE hash = ?", (digest,))
+    return record(row) if row else None
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._touched: dict[int, float] = {}
 
-    def verify(self, secret: str) -> int | None:
-        """The key id for a valid, unrevoked secret; else None."""
-        digest = hash_key(secret)
-        rows = self._store.query("SELECT id, hash FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (digest,))
-        if not rows or not hmac.compare_digest(rows[0]["hash"], digest):
-            return None
-        self._touch(rows[0]["id"])
-        return rows[0]["id"]
+def key_by_name(tx: Tx, name: str) -> KeyRecord | None:
+    row = one(tx, f"SELECT {COLUMNS} FROM api_keys WHERE name = ?", (name,))
+    return record(row) if row else None
 
-    def _touch(self, key_id: int) -> None:
-        now = time.time()
-        if now - self._touched.get(key_id, 0.0) >= LAST_USED_EVERY_S:
-            self._touched[key_id] = now
-            self._store.write_later("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+
+def list_keys(tx: Tx, offset: int = 0, limit: int | None = None, include_revoked: bool = True) -> list[KeyRecord]:
+    where = "" if include_revoked else " WHERE revoked_at IS NULL"
+    page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    return [record(r) for r in tx.rows(f"SELECT {COLUMNS} FROM api_keys{where} ORDER BY id{page}")]
+
+
+def update_key(tx: Tx, digest: str, fields: dict[str, Any], now: float) -> KeyRecord | None:
+    """Change a live (not revoked) key; None if there is none with this hash."""
+    values = {**columns(fields), "updated_at": now}
+    sets = ", ".join(f"{name} = ?" for name in values)
+    changed = tx.run(f"UPDATE api_keys SET {sets} WHERE hash = ? AND revoked_at IS NULL", (*values.values(), digest))
+    return key_by_hash(tx, digest) if changed else None
+
+
+def revoke(tx: Tx, *, now: float, name: str | None = None, digest: str | None = None) -> bool:
+    column, value = ("name", name) if name is not None else ("hash", digest)
+    return tx.run(f"UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE {column} = ? AND revoked_at IS NULL",
+                  (now, now, value)) > 0
+
+
+def touch(tx: Tx, key_id: int, now: float) -> None:
+    tx.run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+
+
+def count_keys(tx: Tx) -> int:
+    return int((one(tx, "SELECT COUNT(*) AS n FROM api_keys") or {"n": 0})["n"])
+
+
+__all__ = ["KEY_PREFIX", "hash_key", "insert_key", "key_by_hash", "key_by_name", "list_keys",
+           "update_key", "revoke", "touch", "count_keys"]
