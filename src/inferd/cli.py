@@ -101,9 +101,8 @@ def show_models(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
     from .app import create_app
+    from .edge.server import run
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -115,9 +114,7 @@ def serve(settings: Settings) -> int:
     app = create_app(settings, library)
     print(f"inferd: serving {len(library)} model(s) on http://{settings.host}:{settings.port}/api/v1 "
           f"(health: http://{settings.host}:{settings.port}/health)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                loop="auto", http="auto", timeout_graceful_shutdown=5)
-    return 0
+    return run(app, settings)
 
 
 def _first_key(settings: Settings) -> None:

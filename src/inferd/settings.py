@@ -39,6 +39,19 @@ class Settings:
     max_images: int = 16  # image parts per request
     max_image_pixels: int = 32 * 1024 * 1024  # checked from the header, before decoding
     max_video_frames: int = 32  # server maximum of frames taken from one video
+    # the HTTP edge (src/inferd/edge): request heads, slow and stalled clients, connections
+    max_header_bytes: int = 64 * 1024  # request line + headers; over it: 431
+    max_headers: int = 100  # header fields per request; over it: 431
+    max_request_line_bytes: int = 8 * 1024  # the request target (URL); over it: 414
+    head_timeout: float = 10.0  # seconds for a whole request head to arrive (from connect or first byte)
+    body_timeout: float = 300.0  # seconds for a whole request body to arrive
+    body_min_rate: int = 1024  # bytes/s a body must keep arriving at, over each body_rate_window
+    body_rate_window: float = 10.0  # seconds over which body_min_rate is measured
+    keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    send_timeout: float = 30.0  # seconds a client may leave our response unread before it is dropped
+    max_connections: int = 2048  # open connections in total; past it: 503 and close
+    max_connections_per_client: int = 256  # open connections per client address (0: no cap)
+    sse_keepalive: float = 15.0  # seconds between ': keep-alive' comments while a stream has nothing to send
 
     @property
     def db_path(self) -> Path:
@@ -62,7 +75,21 @@ def _coerced(settings: Settings) -> Settings:
     if settings.reasoning_field not in REASONING_FIELDS:
         raise ValueError(f"{ENV_PREFIX}REASONING_FIELD must be one of {', '.join(REASONING_FIELDS)}; "
                          f"got '{settings.reasoning_field}'")
+    _check_edge(settings)
     return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir)
+
+
+_POSITIVE = ("max_header_bytes", "max_headers", "max_request_line_bytes", "head_timeout", "body_timeout",
+             "body_rate_window", "keepalive_timeout", "send_timeout", "max_connections", "sse_keepalive")
+
+
+def _check_edge(settings: Settings) -> None:
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be positive; got {getattr(settings, name)}")
+    for name in ("body_min_rate", "max_connections_per_client"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be 0 or more; got {getattr(settings, name)}")
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
