@@ -27,6 +27,7 @@ class Settings:
     max_body_bytes: int = 20 * 1024 * 1024
     max_queue: int = 32  # requests waiting per model beyond its parallel slots
     threads: int = 0  # engine CPU threads; 0: all cores
+    prompt_cache_mib: int = 0  # host memory llama.cpp may keep finished prompts' KV state in, per model
     log_level: str = "info"
     reasoning_field: str = "both"  # where reasoning goes: both | reasoning_content | reasoning
     # media inputs (image_url / video_url parts)
@@ -75,7 +76,7 @@ def _coerced(settings: Settings) -> Settings:
     if settings.reasoning_field not in REASONING_FIELDS:
         raise ValueError(f"{ENV_PREFIX}REASONING_FIELD must be one of {', '.join(REASONING_FIELDS)}; "
                          f"got '{settings.reasoning_field}'")
-    _check_edge(settings)
+    _check_limits(settings)
     return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir)
 
 
@@ -83,11 +84,11 @@ _POSITIVE = ("max_header_bytes", "max_headers", "max_request_line_bytes", "head_
              "body_rate_window", "keepalive_timeout", "send_timeout", "max_connections", "sse_keepalive")
 
 
-def _check_edge(settings: Settings) -> None:
+def _check_limits(settings: Settings) -> None:
     for name in _POSITIVE:
         if getattr(settings, name) <= 0:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be positive; got {getattr(settings, name)}")
-    for name in ("body_min_rate", "max_connections_per_client"):
+    for name in ("body_min_rate", "max_connections_per_client", "prompt_cache_mib"):
         if getattr(settings, name) < 0:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be 0 or more; got {getattr(settings, name)}")
 

@@ -111,6 +111,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def _close(self) -> None:
         """What uvicorn's ``transport.close()`` does here: linger if the client may still be sending."""
         if self._mid_message and not self._lingering and not self._raw.is_closing():
+            log.debug("closing connection from %s: answered before the request body was read", self._peer)
             self._detach_cycle()
             self._linger()
         else:

@@ -12,10 +12,10 @@ is off, and inferd uses it only to count prompt tokens (``/apply-template``, ``/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -61,7 +61,6 @@ class LlamaCppEngine:
         except RuntimeError as exc:
             raise ModelSourceError(f"model '{spec.id}': llama.cpp could not load {model_path} ({exc}); "
                                    "INFERD_LOG_LEVEL=debug shows llama.cpp's own log") from None
-        self._pool = ThreadPoolExecutor(spec.parallel + settings.max_queue, thread_name_prefix=f"llamacpp-{spec.id}")
         self._listener = httpx.AsyncClient(
             base_url=self._server.listening_address, headers={"Authorization": f"Bearer {self._key}"}, timeout=30)
         self._overhead: tuple[int, int] | None = None
@@ -79,7 +78,7 @@ class LlamaCppEngine:
             return stop.is_set()
 
         call = (self._server.handle_chat_completions, self._body(messages, request), on_chunk)
-        future = loop.run_in_executor(self._pool, *call)
+        future = _run_in_thread(loop, *call)  # a thread per request: none stay behind after a burst
         future.add_done_callback(queue.put_nowait)  # the finished future marks the end
         try:
             async for delta in _deltas(queue):
@@ -157,8 +156,27 @@ class LlamaCppEngine:
 
     async def close(self) -> None:
         await self._listener.aclose()
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self._server = None  # type: ignore[assignment]  # its destructor stops llama.cpp's loop
+
+
+def _run_in_thread(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> asyncio.Future[Any]:
+    """``fn(*args)`` on a thread of its own that ends with it; its outcome settles the returned future."""
+    future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def target() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+        except BaseException as exc:  # handed to the awaiting side
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name="llamacpp-request").start()
+    return future
 
 
 async def _deltas(queue: asyncio.Queue[Any]) -> AsyncIterator[Delta]:
@@ -222,6 +240,9 @@ def _params(xllamacpp: Any, spec: ModelSpec, model_path: Path, settings: Setting
     params.cpuparams_batch.n_threads = threads
     params.ctx_shift = False  # a full context ends the generation (finish_reason "length")
     params.warmup = False
+    # llama.cpp keeps finished prompts' KV state in host memory for reuse (8 GiB by default): RSS that grows
+    # with every distinct prompt, aborted ones included; bounded by a setting, off by default
+    params.cache_ram_mib = settings.prompt_cache_mib
     params.api_keys = [key]
     params.ui = False
     params.endpoint_slots = False
