@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -9,13 +10,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..chat.reasoning.styles import DEFAULT_BUDGETS, FALLBACK_EFFORT
-from ..chat.service import ChatService
+from ..chat.service import ChatService, Completion
 from ..engines.pool import EnginePool
 from ..library import Library, ModelSpec
 from .auth import authenticate
 from .body import read_json
 from .schemas import parse_chat_request
-from .sse import ClientGone, EventStreamResponse, events, until_disconnect
+from .sse import ClientGone, EventStreamResponse, events, until_disconnect, within
 
 
 async def chat_completions(request: Request) -> Response:
@@ -24,12 +25,12 @@ async def chat_completions(request: Request) -> Response:
     chat = parse_chat_request(await read_json(request, state.settings.max_body_bytes))
     service: ChatService = state.service
     try:
+        if chat.stream:
+            completion = await until_disconnect(request.receive, service.prepare(key_id, chat))
+            return await stream(request, completion, chat.include_usage, state.settings.sse_keepalive)
         completion = await until_disconnect(request.receive, service.start(key_id, chat))
     except ClientGone:
         return Response(status_code=499)
-    if chat.stream:
-        return EventStreamResponse(events(completion.chunks(chat.include_usage)), completion.headers,
-                                   on_close=completion.aclose)
     try:
         body = await until_disconnect(request.receive, completion.body())
     except ClientGone:
@@ -37,6 +38,24 @@ async def chat_completions(request: Request) -> Response:
     finally:
         await completion.aclose()  # idempotent; covers a body that never started
     return JSONResponse(body, headers=completion.headers)
+
+
+async def stream(request: Request, completion: Completion, include_usage: bool, patience: float) -> Response:
+    """SSE. Errors before the first delta are proper statuses if it comes within ``patience`` seconds;
+    past that (a queue, a long prefill) the stream is committed with 200 and keep-alive comments."""
+    opening = asyncio.ensure_future(completion.open())
+    if await within(request.receive, opening, patience):
+        opening.result()  # an error raises here, before any output
+        return EventStreamResponse(events(completion.chunks(include_usage)), completion.headers,
+                                   on_close=completion.aclose, keepalive=patience)
+
+    async def close() -> None:  # the opening may still be waiting if the response never got to send
+        opening.cancel()
+        await asyncio.wait({opening})
+        await completion.aclose()
+
+    return EventStreamResponse(events(completion.chunks(include_usage), opening), completion.headers,
+                               on_close=close, keepalive=patience)
 
 
 def model_card(spec: ModelSpec) -> dict[str, Any]:

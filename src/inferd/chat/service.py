@@ -30,6 +30,12 @@ class ChatService:
 
     async def start(self, key_id: int, chat: ChatRequest) -> "Completion":
         """Validate against the model and start generating; errors raise before any output."""
+        completion = await self.prepare(key_id, chat)
+        await completion.open()
+        return completion
+
+    async def prepare(self, key_id: int, chat: ChatRequest) -> "Completion":
+        """Validate against the model and take its place; ``open()`` on the result starts generating."""
         spec = self._library.get(chat.model)
         _check_modalities(spec, chat)
         ignored = ignored_parameters(spec, chat.params, chat.unknown)
@@ -49,7 +55,6 @@ class ChatService:
         completion.headers = _headers(ignored, plan)
         if media and media.frames_per_video:
             completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
-        await completion.open()
         return completion
 
     def _finish(self, spec: ModelSpec, key_id: int, usage: Usage | None) -> None:
@@ -95,6 +100,7 @@ class Completion:
         self._usage: Usage | None = None
 
     async def open(self) -> None:
+        """Wait for the first delta (the queue and the prefill); an error here closes the completion."""
         try:
             self._first = await anext(self._deltas)
         except BaseException:
