@@ -50,6 +50,7 @@ class Settings:
     body_rate_window: float = 10.0  # seconds over which body_min_rate is measured
     keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
     send_timeout: float = 30.0  # seconds a client may leave our response unread before it is dropped
+    send_buffer_bytes: int = 256 * 1024  # kernel send buffer per connection (SO_SNDBUF); 0: the kernel's own sizing
     max_connections: int = 2048  # open connections in total; past it: 503 and close
     max_connections_per_client: int = 256  # open connections per client address (0: no cap)
     sse_keepalive: float = 15.0  # seconds between ': keep-alive' comments while a stream has nothing to send
@@ -88,7 +89,7 @@ def _check_limits(settings: Settings) -> None:
     for name in _POSITIVE:
         if getattr(settings, name) <= 0:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be positive; got {getattr(settings, name)}")
-    for name in ("body_min_rate", "max_connections_per_client", "prompt_cache_mib"):
+    for name in ("body_min_rate", "max_connections_per_client", "prompt_cache_mib", "send_buffer_bytes"):
         if getattr(settings, name) < 0:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be 0 or more; got {getattr(settings, name)}")
 

@@ -7,7 +7,7 @@
 - A body must arrive within ``body_timeout`` and at ``body_min_rate`` bytes/s or more over every
   ``body_rate_window`` (unless the app itself has stopped reading); else 408.
 - A client that leaves our response unread (write buffer full) for ``send_timeout`` is dropped, which
-  frees its request's slot like any disconnect.
+  frees its request's slot like any disconnect; the kernel's send buffer is ``send_buffer_bytes``.
 - A response sent before the request's body was read (413, 401) says ``Connection: close`` and ends the
   connection.
 - Every close with client input possibly unread is a lingering close: our last bytes, then FIN, then
@@ -21,8 +21,10 @@ The class relies on uvicorn's ``HttpToolsProtocol`` internals: uvicorn is pinned
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -99,6 +101,8 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         self._admitted = True
         self._arm(self._limits.head_timeout, self._head_expired)
+        if self._limits.send_buffer_bytes:
+            _set_send_buffer(transport, self._limits.send_buffer_bytes)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
@@ -289,6 +293,14 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._raw.can_write_eof():
             self._raw.write_eof()  # FIN after our answer; then wait for the client's
         self._timer = self.loop.call_later(LINGER_S, self._raw.abort)
+
+
+def _set_send_buffer(transport: asyncio.Transport, size: int) -> None:
+    """Bound what the kernel buffers for a client that does not read (autotuning goes up to megabytes),
+    so that the send timeout notices it after a bounded amount of output."""
+    sock = transport.get_extra_info("socket")
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 async def _send_closing_if_unread(cycle: RequestResponseCycle, send: Callable[[Any], Any], message: Any) -> None:
