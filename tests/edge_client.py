@@ -104,12 +104,37 @@ def chat_request(key: str, body: dict, *, path: str = "/api/v1/chat/completions"
             f"Content-Length: {len(raw)}\r\n\r\n{raw}").encode()
 
 
+def _status(pid: int, field: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/status").read_text().split(field + ":")[1].split()[0])
+    except (OSError, IndexError):
+        return 0  # the process ended meanwhile
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server and its engine processes), from Linux /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
 def rss_kib(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+    """Resident memory of the server and its engine processes together."""
+    return sum(_status(p, "VmRSS") for p in process_tree(pid))
 
 
 def num_threads(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/status").read_text().split("Threads:")[1].split()[0])
+    """Threads of the server and its engine processes together."""
+    return sum(_status(p, "Threads") for p in process_tree(pid))
 
 
 def first_events(port: int, key: str, body: dict, count: int = 2, **kwargs: object) -> socket.socket:

@@ -52,13 +52,22 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loading = asyncio.get_running_loop().run_in_executor(None, pool.load_all)
+        loading = asyncio.create_task(pool.start_all())
         try:
             yield
         finally:
-            await loading
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
             await pool.close()
             store.close()
+
+    async def drain() -> None:
+        """SIGTERM: refuse new requests, let in-flight ones finish for a while, end the rest, stop engines."""
+        log.info("draining: no new requests; waiting up to %.0f s for those in flight", settings.drain_seconds)
+        finished = await pool.drain(settings.drain_seconds)
+        if not finished:
+            log.warning("drain window over; ending the requests still in flight")
+        await pool.close()
 
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={
         APIError: on_api_error, HTTPException: on_http_error, Exception: on_unexpected})
@@ -67,5 +76,6 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     app.state.store = store
     app.state.verifier = KeyVerifier(store)
     app.state.pool = pool
+    app.state.drain = drain
     app.state.service = ChatService(library, pool, store, settings)
     return app

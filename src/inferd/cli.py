@@ -37,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "revoke":
             p.add_argument("name_pos", nargs="?", metavar="NAME")
     _common(key_sub.add_parser("list", help="list keys (never their secrets)"))
-    models = sub.add_parser("models", help="list the Model Library")
+    models = sub.add_parser("models", help="list the Model Library (and the engines' state of a running server)")
     _common(models)
     models.add_argument("--library", help="Model Library TOML file")
+    models.add_argument("--host", help="where the running server listens (env INFERD_HOST)")
+    models.add_argument("--port", type=int, help="its port (env INFERD_PORT)")
     return parser
 
 
@@ -92,12 +94,40 @@ def _when(timestamp: float | None) -> str:
 
 
 def show_models(settings: Settings) -> int:
+    """The library, and, when a server answers at the configured address, each engine's live state."""
+    live = _live_engines(settings)
     for spec in load_library(settings.library):
-        path = spec.model_path(settings.model_files_dir)
-        state = "present" if path.is_file() else "not assembled yet"
-        print(f"{spec.id:<32} engine={spec.engine} context={spec.context_length} parallel={spec.parallel} "
-              f"input={'+'.join(spec.input_modalities)} reasoning={spec.reasoning.name} file={path} ({state})")
+        line = (f"{spec.id:<32} engine={spec.engine} context={spec.context_length} parallel={spec.parallel} "
+                f"input={'+'.join(spec.input_modalities)} reasoning={spec.reasoning.name}")
+        if spec.engine == "openai" and spec.upstream is not None:
+            line += f" upstream={spec.upstream.url} ({spec.upstream.flavour})"
+        elif spec.file is not None or spec.source is not None:
+            path = spec.model_path(settings.model_files_dir)
+            line += f" file={path} ({'present' if path.is_file() else 'not assembled yet'})"
+        print(line + _engine_state(live.get(spec.id)))
+    if live is _NO_SERVER:
+        print(f"(no server answers at http://{settings.host}:{settings.port}: engine states unknown)")
     return 0
+
+
+_NO_SERVER: dict = {}
+
+
+def _live_engines(settings: Settings) -> dict:
+    import httpx
+
+    try:
+        return httpx.get(f"http://{settings.host}:{settings.port}/health", timeout=3).json().get("engines", {})
+    except (httpx.HTTPError, ValueError):
+        return _NO_SERVER
+
+
+def _engine_state(card: dict | None) -> str:
+    if not card:
+        return ""
+    rss = f"{card['rss_bytes'] / 2**20:.0f} MiB" if card.get("rss_bytes") else "-"
+    return (f" state={card['state']} pid={card.get('pid') or '-'} rss={rss} restarts={card.get('restarts', 0)} "
+            f"in_flight={card.get('in_flight', 0)}")
 
 
 def serve(settings: Settings) -> int:
@@ -105,6 +135,8 @@ def serve(settings: Settings) -> int:
     from .edge.server import run
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "debug":  # one line per call to an engine is noise (and per token at debug)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         library = load_library(settings.library)
     except (OSError, ValueError, KeyError, TypeError) as exc:

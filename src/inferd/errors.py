@@ -124,6 +124,14 @@ class EngineFailure(APIError):
     code = "engine_error"
 
 
+class GatewayTimeout(APIError):
+    """An engine or upstream server stopped answering within its timeout."""
+
+    status = 504
+    type = "server_error"
+    code = "upstream_timeout"
+
+
 class ModelSourceError(Exception):
     """A model file could not be assembled or verified (raised at start-up, not per request)."""
 

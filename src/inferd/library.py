@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat.reasoning.styles import EFFORTS, NoReasoning, ReasoningStyle, build_style
+from .engines.flavours import FLAVOURS
 from .errors import ModelNotFound
 
 SEED_SAMPLING = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repetition_penalty")
@@ -33,6 +34,36 @@ class PackageSource:
     packages: tuple[str, ...]
     sha256: str
     size: int
+
+
+ENGINE_KINDS = ("llamacpp", "vllm", "openai")
+
+
+@dataclass(frozen=True)
+class UpstreamOptions:
+    """``[models.upstream]`` of an ``openai`` entry: an OpenAI-compatible server inferd does not run."""
+
+    url: str  # its OpenAI base URL, e.g. http://10.0.0.5:8000/v1
+    flavour: str = "openai"  # parameter translation: openai | vllm | sglang | llamacpp | inferd
+    model: str | None = None  # the model's name there; default: the entry's id
+    api_key_env: str | None = None  # environment variable holding the key for it (never in this file)
+    connect_timeout: float = 10.0
+    first_byte_timeout: float | None = 300.0  # queue + prefill
+    idle_timeout: float | None = 120.0  # between two events of a stream
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    """``[models.vllm]`` of a ``vllm`` entry: how inferd starts vLLM's OpenAI server for it."""
+
+    model: Path | None = None  # a Hugging Face model folder; default: the entry's GGUF, converted once
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    extra_args: tuple[str, ...] = ()  # further command-line arguments for vLLM, as given
+    env: dict[str, str] = field(default_factory=dict)  # e.g. VLLM_CPU_KVCACHE_SPACE = "2"
+    start_timeout: float = 1200.0  # seconds until ready (vLLM compiles on its first start)
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,8 @@ class ModelSpec:
     video_fps: float = 1.0  # frames sampled per second of video, unless the request says otherwise
     video_max_frames: int = 8  # frames per video, unless the request says otherwise
     video_timestamps: bool = False  # write each frame's time ("[1.0s]") before it, for families that expect it
+    upstream: UpstreamOptions | None = None  # engine "openai"
+    vllm: VllmOptions | None = None  # engine "vllm"
 
     def model_path(self, models_dir: Path) -> Path:
         return self.file if self.file is not None else models_dir / self.filename
@@ -102,10 +135,12 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
     missing = [key for key in ("id", "context_length") if key not in entry and not (key == "id" and model_id)]
     if missing:
         raise ValueError(f"library entry '{model_id or '?'}': missing required key(s) {missing}")
-    source = entry.pop("source", None)
-    file = entry.pop("file", None)
-    if (source is None) == (file is None):
-        raise ValueError(f"library entry '{model_id}': give exactly one of 'file' or 'source'")
+    kind = entry.pop("engine", "llamacpp")
+    if kind not in ENGINE_KINDS:
+        raise ValueError(f"library entry '{model_id}': unknown engine '{kind}' (known: {', '.join(ENGINE_KINDS)})")
+    source, file = entry.pop("source", None), entry.pop("file", None)
+    entry.update(_engine_options(model_id, kind, entry.pop("upstream", None), entry.pop("vllm", None), base))
+    _check_weights(model_id, kind, file is not None, source is not None, entry.get("vllm"))
     template_file = entry.pop("chat_template_file", None)
     if template_file is not None:
         entry["chat_template"] = (base / template_file).read_text(encoding="utf-8")
@@ -119,20 +154,66 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
     extra = sorted(set(entry) - {f.name for f in fields(ModelSpec)})
     if extra:
         raise ValueError(f"library entry '{model_id}': unknown keys {extra}")
+    supported = _supported(model_id, entry.pop("supported_parameters", None), entry["reasoning"], entry.get("upstream"))
     return ModelSpec(
         id=model_id,
-        engine=entry.pop("engine", "llamacpp"),
+        engine=kind,
         context_length=int(entry.pop("context_length")),
         parallel=int(entry.pop("parallel", 1)),
         filename=entry.pop("filename", path.name if path else f"{model_id}.gguf"),
         file=path,
         source=PackageSource(tuple(source["packages"]), source["sha256"], int(source["size"])) if source else None,
         input_modalities=tuple(entry.pop("input_modalities", ("text",))),
-        supported_parameters=_supported(entry.pop("supported_parameters", SEED_SAMPLING + ("stream",)),
-                                        entry["reasoning"]),
+        supported_parameters=supported,
         defaults=dict(entry.pop("defaults", {})),
         **entry,
     )
+
+
+def _check_weights(model_id: str, kind: str, has_file: bool, has_source: bool, vllm: VllmOptions | None) -> None:
+    """llama.cpp needs a GGUF (``file`` or ``source``); vLLM a GGUF to convert or its own folder; openai none."""
+    if kind == "openai":
+        if has_file or has_source:
+            raise ValueError(f"library entry '{model_id}': an 'openai' engine serves no local file; drop "
+                             "'file'/'source' (the model lives at [models.upstream] url)")
+        return
+    if kind == "vllm" and vllm is not None and vllm.model is not None:
+        if has_file or has_source:
+            raise ValueError(f"library entry '{model_id}': give either [models.vllm] model (a Hugging Face folder) "
+                             "or 'file'/'source' (a GGUF inferd converts), not both")
+        return
+    if has_file == has_source:
+        raise ValueError(f"library entry '{model_id}': give exactly one of 'file' or 'source'")
+
+
+def _engine_options(model_id: str, kind: str, upstream: Any, vllm: Any, base: Path) -> dict[str, Any]:
+    """``[models.upstream]`` (engine openai) or ``[models.vllm]`` (engine vllm), typed and checked."""
+    if upstream is not None and kind != "openai" or vllm is not None and kind != "vllm":
+        raise ValueError(f"library entry '{model_id}': [models.upstream] belongs to engine 'openai' and "
+                         "[models.vllm] to engine 'vllm'")
+    if kind == "openai":
+        if not isinstance(upstream, dict) or not upstream.get("url"):
+            raise ValueError(f"library entry '{model_id}': engine 'openai' needs [models.upstream] with a 'url'")
+        options = _typed(model_id, "upstream", UpstreamOptions, upstream)
+        if options.flavour not in FLAVOURS:
+            raise ValueError(f"library entry '{model_id}': unknown upstream flavour '{options.flavour}' "
+                             f"(known: {', '.join(FLAVOURS)})")
+        return {"upstream": options}
+    if kind == "vllm":
+        table = dict(vllm or {})
+        if table.get("model") is not None:
+            table["model"] = base / Path(table["model"]).expanduser()
+        table["extra_args"] = tuple(table.get("extra_args", ()))
+        return {"vllm": _typed(model_id, "vllm", VllmOptions, table)}
+    return {}
+
+
+def _typed(model_id: str, table: str, cls: type, values: dict[str, Any]) -> Any:
+    try:
+        return cls(**values)
+    except TypeError:
+        known = ", ".join(f.name for f in fields(cls))
+        raise ValueError(f"library entry '{model_id}': [models.{table}] takes {known}; got {sorted(values)}") from None
 
 
 def _check_names(model_id: str, entry: dict[str, Any]) -> None:
@@ -143,8 +224,21 @@ def _check_names(model_id: str, entry: dict[str, Any]) -> None:
         raise ValueError(f"library entry '{model_id}': unknown names {unknown}")
 
 
-def _supported(listed: Any, style: ReasoningStyle) -> tuple[str, ...]:
-    """A reasoning model honours the reasoning controls whether or not the entry lists them."""
+def _supported(model_id: str, listed: Any, style: ReasoningStyle,
+               upstream: UpstreamOptions | None) -> tuple[str, ...]:
+    """What the entry honours: as listed (or every seed sampling parameter its engine can send), plus the
+    reasoning controls for a reasoning model."""
+    flavour = FLAVOURS[upstream.flavour] if upstream is not None else None
+    sendable = flavour.sends if flavour is not None else SEED_SAMPLING + ("stream",)
+    if listed is None:
+        listed = [p for p in SEED_SAMPLING + ("stream",) if p in sendable]
+    unsendable = [p for p in listed if p not in sendable and p not in REASONING_PARAMETERS]
+    if unsendable:
+        raise ValueError(f"library entry '{model_id}': the '{upstream.flavour if upstream else ''}' flavour cannot "
+                         f"send {unsendable}; it sends {', '.join(sendable)}")
+    if style.reasons and flavour is not None and not flavour.continues:
+        raise ValueError(f"library entry '{model_id}': reasoning budgets need an upstream that continues a turn "
+                         f"(flavour llamacpp, vllm or sglang), not '{flavour.name}'")
     extra = [p for p in REASONING_PARAMETERS if style.reasons and p not in listed]
     return tuple(listed) + tuple(extra)
 

@@ -40,6 +40,7 @@ class Settings:
     max_images: int = 16  # image parts per request
     max_image_pixels: int = 32 * 1024 * 1024  # checked from the header, before decoding
     max_video_frames: int = 32  # server maximum of frames taken from one video
+    drain_seconds: float = 30.0  # on SIGTERM: how long in-flight requests may finish before they are ended
     # the HTTP edge (src/inferd/edge): request heads, slow and stalled clients, connections
     max_header_bytes: int = 64 * 1024  # request line + headers; over it: 431
     max_headers: int = 100  # header fields per request; over it: 431
@@ -113,6 +114,11 @@ def _parse(name: str, raw: str, kind: type) -> Any:
 
 
 _KINDS: dict[str, type] = {"int": int, "float": float, "bool": bool, "tuple[str, ...]": tuple}
+
+
+def read_secret(name: str) -> str | None:
+    """A secret the Model Library names by its environment variable (an upstream's key); never logged."""
+    return os.environ.get(name) or None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

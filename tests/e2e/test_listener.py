@@ -1,4 +1,4 @@
-"""llama.cpp's own HTTP listener (opened by xllamacpp inside inferd) must not bypass inferd's auth."""
+"""llama.cpp's own HTTP listener (in each engine's child process) must not bypass inferd's auth."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ def listening_ports(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to find the listener's port")
 def test_the_engine_listener_refuses_requests_without_its_private_key(server: Server, api_key: str) -> None:
-    engine_ports = listening_ports(server.process.pid) - {server.port}
-    assert len(engine_ports) == 2  # one llama.cpp listener per loaded model
+    engines = httpx.get(server.url + "/health", timeout=10).json()["engines"]
+    pids = {card["pid"] for card in engines.values()}
+    assert len(pids) == 2 and server.process.pid not in pids  # each model's engine is a process of its own
+    engine_ports = set().union(*(listening_ports(pid) for pid in pids))
+    assert len(engine_ports) == 2 and server.port not in engine_ports  # one llama.cpp listener per loaded model
     for port in engine_ports:
         base = f"http://127.0.0.1:{port}"
         chat = {"model": QWEN, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}

@@ -1,4 +1,4 @@
-"""Reasoning policies on rendered prompts: the real llama.cpp engine (in this process) renders
+"""Reasoning policies on rendered prompts: the real llama.cpp engine (a child process) renders
 the chat templates a test writes with the kwargs each style decides."""
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ from .test_reasoning import HARMONY_TEMPLATE, HYBRID_TEMPLATE
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
+LOOP = asyncio.new_event_loop()  # the engines' clients and supervisors live on one loop
+
+
 def _engine(models_dir: Path, template: str) -> LlamaCppEngine:
     spec = ModelSpec(id="render", engine="llamacpp", context_length=256, parallel=1, filename="x",
                      file=models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf", chat_template=template)
-    return LlamaCppEngine(spec, spec.file, Settings(threads=1))  # type: ignore[arg-type]
+    engine = LlamaCppEngine(spec, Settings(threads=1))
+    LOOP.run_until_complete(engine.start())  # its child process
+    return engine
 
 
-LOOP = asyncio.new_event_loop()  # the engines' listener clients live on one loop
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ from inferd.chat.reasoning.run import ReasoningRun
 from inferd.chat.reasoning.styles import NoReasoning
 from inferd.chat.service import Completion
 from inferd.engines.base import Capabilities, Delta, GenerationRequest, Sampling, Usage
-from inferd.engines.llamacpp import _deltas
+from inferd.engines.flavours import LlamaCppFlavour
+from inferd.engines.http import deltas
+from inferd.engines.upstream import _next_event, _parsed
 from inferd.errors import ContextLengthExceeded, EngineFailure, InvalidRequest
 
 REQUEST = GenerationRequest(messages=[{"role": "user", "content": "hi"}],
@@ -79,14 +81,21 @@ def test_close_before_reading_releases_once() -> None:
 
 
 def _feed(*items: object) -> list[Delta]:
-    async def run() -> list[Delta]:
-        queue: asyncio.Queue = asyncio.Queue()
+    """Server-sent events as the upstream client parses them, through the llama.cpp flavour's refusals."""
+    async def lines() -> AsyncIterator[str]:
         for item in items:
-            queue.put_nowait(item)
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        queue.put_nowait(done)
-        return [d async for d in _deltas(queue)]
+            yield "data: " + json.dumps(item)
+            yield ""
+        yield "data: [DONE]"
+
+    async def chunks() -> AsyncIterator[dict]:
+        refusal = LlamaCppFlavour().refusal("the engine")
+        source = lines()
+        while (data := await _next_event(source)) is not None:
+            yield _parsed(data, refusal)
+
+    async def run() -> list[Delta]:
+        return [d async for d in deltas(chunks())]
     return asyncio.run(run())
 
 
@@ -97,16 +106,14 @@ def _chunk(content: str | None = None, finish: str | None = None) -> dict:
 
 def test_llamacpp_chunks_become_deltas_with_usage_last() -> None:
     usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 3}}
-    deltas = _feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
-                   _chunk("a"), _chunk("b"), _chunk(finish="length"), {"choices": [], "usage": usage})
-    assert deltas == [Delta("a"), Delta("b"), Delta(finish_reason="length", usage=Usage(5, 2, 3))]
+    out = _feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
+                _chunk("a"), _chunk("b"), _chunk(finish="length"), {"choices": [], "usage": usage})
+    assert out == [Delta("a"), Delta("b"), Delta(finish_reason="length", usage=Usage(5, 2, 3))]
 
 
-def test_a_raw_completions_last_chunk_carries_text_finish_and_usage() -> None:
-    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-    deltas = _feed({"choices": [{"index": 0, "text": "a", "finish_reason": None}]},
-                   {"choices": [{"index": 0, "text": "b", "finish_reason": "length"}], "usage": usage})
-    assert deltas == [Delta("a"), Delta("b"), Delta(finish_reason="length", usage=Usage(5, 2))]
+def test_a_server_without_usage_gets_its_pieces_counted() -> None:
+    out = _feed(_chunk("a"), _chunk("b"), _chunk("c", finish="stop"))
+    assert out[-1] == Delta(finish_reason="stop", usage=Usage(prompt_tokens=0, completion_tokens=3))
 
 
 def test_llamacpp_errors_map_to_api_errors() -> None:
@@ -121,4 +128,4 @@ def test_llamacpp_errors_map_to_api_errors() -> None:
     with pytest.raises(EngineFailure):
         _feed({"error": {"code": 500, "type": "server_error", "message": "boom"}})
     with pytest.raises(EngineFailure):
-        _feed(_chunk("a"))  # the stream ended without a usage chunk
+        _feed(_chunk("a"))  # the stream ended without a finish reason

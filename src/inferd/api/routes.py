@@ -91,7 +91,8 @@ async def get_model(request: Request) -> Response:
 async def health(request: Request) -> Response:
     pool: EnginePool = request.app.state.pool
     report = pool.health()
-    return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
+    # degraded: some model is restarting while the others serve
+    return JSONResponse(report, status_code=200 if report["status"] in ("ready", "degraded") else 503)
 
 
 def routes() -> list[Route]:

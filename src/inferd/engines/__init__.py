@@ -12,14 +12,12 @@ if TYPE_CHECKING:
 
 ENGINES = {
     "llamacpp": "inferd.engines.llamacpp:LlamaCppEngine",
+    "vllm": "inferd.engines.vllm:VllmEngine",
+    "openai": "inferd.engines.openai:OpenAIEngine",
 }
 
 
-def load_engine(spec: "ModelSpec", model_path, settings: "Settings") -> "Engine":
-    """Build (and load: blocking) the engine named by the spec."""
-    try:
-        target = ENGINES[spec.engine]
-    except KeyError:
-        raise ValueError(f"model '{spec.id}': unknown engine '{spec.engine}' (known: {', '.join(ENGINES)})") from None
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)(spec, model_path, settings)
+def load_engine(spec: "ModelSpec", settings: "Settings") -> "Engine":
+    """The engine the spec names, not started yet (``await engine.start()``)."""
+    module, _, name = ENGINES[spec.engine].partition(":")
+    return getattr(importlib.import_module(module), name)(spec, settings)

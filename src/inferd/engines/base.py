@@ -3,6 +3,10 @@
 ``generate`` yields ``Delta`` objects; closing the iterator (``aclose``) aborts the
 generation and frees its slot. Errors that belong to the request (context too long,
 engine busy) are raised as ``APIError`` before the first delta.
+
+Every engine runs outside the API process (a supervised child, or a server elsewhere);
+``start`` brings it up, ``status`` says where it stands, ``close`` stops it and ends what is
+still in flight.
 """
 
 from __future__ import annotations
@@ -60,8 +64,28 @@ class Capabilities:
     parallel: int
 
 
+@dataclass(frozen=True)
+class EngineStatus:
+    """Where an engine stands: ``state`` is starting | ready | restarting | failed | stopping | stopped."""
+
+    state: str
+    kind: str  # the library's engine name: llamacpp | vllm | openai
+    pid: int | None = None  # the engine's process, for a child inferd supervises
+    rss_bytes: int | None = None  # resident memory of that process and its children
+    restarts: int = 0
+    error: str = ""  # why it failed or last went down
+
+    @property
+    def is_ready(self) -> bool:
+        return self.state == "ready"
+
+
 class Engine(Protocol):
     capabilities: Capabilities
+
+    async def start(self) -> None: ...
+
+    def status(self) -> EngineStatus: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]: ...
 
