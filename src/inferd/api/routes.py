@@ -52,6 +52,8 @@ async def stream(request: Request, completion: Completion, include_usage: bool, 
     async def close() -> None:  # the opening may still be waiting if the response never got to send
         opening.cancel()
         await asyncio.wait({opening})
+        if not opening.cancelled():
+            opening.exception()  # seen: an error of an opening that no event reported is not logged as lost
         await completion.aclose()
 
     return EventStreamResponse(events(completion.chunks(include_usage), opening), completion.headers,
