@@ -91,7 +91,7 @@ def _engine_state(card: dict | None) -> str:
 
 def serve(settings: Settings) -> int:
     from .app import create_app
-    from .lifecycle import run
+    from .edge.server import run
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.log_level != "debug":  # one line per call to an engine is noise (and per token at debug)
@@ -105,8 +105,7 @@ def serve(settings: Settings) -> int:
     app = create_app(settings, library)
     print(f"inferd: serving {len(library)} model(s) on http://{settings.host}:{settings.port}/api/v1 "
           f"(health: http://{settings.host}:{settings.port}/health)", flush=True)
-    run(app, host=settings.host, port=settings.port, log_level=settings.log_level, drain=app.state.drain)
-    return 0
+    return run(app, settings)
 
 
 if __name__ == "__main__":

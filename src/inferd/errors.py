@@ -46,6 +46,34 @@ class PayloadTooLarge(APIError):
     code = "payload_too_large"
 
 
+class RequestTimeout(APIError):
+    """The request head or body did not arrive in time (the HTTP edge closes the connection after it)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class URITooLong(APIError):
+    status = 414
+    type = "invalid_request_error"
+    code = "uri_too_long"
+
+
+class HeadersTooLarge(APIError):
+    status = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"
+
+
+class MalformedRequest(APIError):
+    """Not parseable as HTTP/1.1 (the HTTP edge answers it and closes the connection)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "malformed_http"
+
+
 class AuthenticationFailed(APIError):
     status = 401
     type = "invalid_request_error"
@@ -121,6 +149,10 @@ class Unavailable(APIError):
 
     def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
+
+
+class TooManyConnections(Unavailable):
+    code = "too_many_connections"
 
 
 class EngineFailure(APIError):

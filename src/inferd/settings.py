@@ -28,6 +28,7 @@ class Settings:
     max_body_bytes: int = 20 * 1024 * 1024
     max_queue: int = 32  # requests waiting per model beyond its parallel slots
     threads: int = 0  # engine CPU threads; 0: all cores
+    prompt_cache_mib: int = 0  # host memory llama.cpp may keep finished prompts' KV state in, per model
     log_level: str = "info"
     reasoning_field: str = "both"  # where reasoning goes: both | reasoning_content | reasoning
     # media inputs (image_url / video_url parts)
@@ -48,6 +49,20 @@ class Settings:
     admission_lease_s: float = 3600.0  # an unsettled request stops counting (in flight) after this
     # TEST ONLY: a file holding seconds added to the limits' clock (moves a server across a reset)
     test_clock_file: Path | None = None
+    # the HTTP edge (src/inferd/edge): request heads, slow and stalled clients, connections
+    max_header_bytes: int = 64 * 1024  # request line + headers; over it: 431
+    max_headers: int = 100  # header fields per request; over it: 431
+    max_request_line_bytes: int = 8 * 1024  # the request target (URL); over it: 414
+    head_timeout: float = 10.0  # seconds for a whole request head to arrive (from connect or first byte)
+    body_timeout: float = 300.0  # seconds for a whole request body to arrive
+    body_min_rate: int = 1024  # bytes/s a body must keep arriving at, over each body_rate_window
+    body_rate_window: float = 10.0  # seconds over which body_min_rate is measured
+    keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    send_timeout: float = 30.0  # seconds a client may leave our response unread before it is dropped
+    send_buffer_bytes: int = 256 * 1024  # kernel send buffer per connection (SO_SNDBUF); 0: the kernel's own sizing
+    max_connections: int = 2048  # open connections in total; past it: 503 and close
+    max_connections_per_client: int = 256  # open connections per client address (0: no cap)
+    sse_keepalive: float = 15.0  # seconds between ': keep-alive' comments while a stream has nothing to send
 
     @property
     def db_path(self) -> Path:
@@ -75,7 +90,21 @@ def _coerced(settings: Settings) -> Settings:
     if settings.database_url and not settings.database_url.startswith(DATABASE_SCHEMES):
         raise ValueError(f"{ENV_PREFIX}DATABASE_URL must start with {' or '.join(DATABASE_SCHEMES)}; "
                          f"got '{settings.database_url.partition(':')[0]}:...'")
+    _check_limits(settings)
     return replace(settings, data_dir=data_dir, library=library, models_dir=models_dir, test_clock_file=test_clock)
+
+
+_POSITIVE = ("max_header_bytes", "max_headers", "max_request_line_bytes", "head_timeout", "body_timeout",
+             "body_rate_window", "keepalive_timeout", "send_timeout", "max_connections", "sse_keepalive")
+
+
+def _check_limits(settings: Settings) -> None:
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be positive; got {getattr(settings, name)}")
+    for name in ("body_min_rate", "max_connections_per_client", "prompt_cache_mib", "send_buffer_bytes"):
+        if getattr(settings, name) < 0:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be 0 or more; got {getattr(settings, name)}")
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

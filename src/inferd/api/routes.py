@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -9,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..chat.reasoning.styles import DEFAULT_BUDGETS, FALLBACK_EFFORT
-from ..chat.service import ChatService
+from ..chat.service import ChatService, Completion
 from ..engines.pool import EnginePool
 from ..library import Library, ModelSpec
 from ..provider.gate import visible_spec
@@ -18,7 +19,7 @@ from .body import read_json
 from .keys import key_routes
 from .usage import usage_routes
 from .schemas import parse_chat_request
-from .sse import ClientGone, EventStreamResponse, events, until_disconnect
+from .sse import ClientGone, EventStreamResponse, events, until_disconnect, within
 
 
 async def chat_completions(request: Request) -> Response:
@@ -28,12 +29,12 @@ async def chat_completions(request: Request) -> Response:
     chat = parse_chat_request(body)
     service: ChatService = state.service
     try:
+        if chat.stream:
+            completion = await until_disconnect(request.receive, service.prepare(key, chat, user=request_user(body)))
+            return await stream(request, completion, chat.include_usage, state.settings.sse_keepalive)
         completion = await until_disconnect(request.receive, service.start(key, chat, user=request_user(body)))
     except ClientGone:
         return Response(status_code=499)
-    if chat.stream:
-        return EventStreamResponse(events(completion.chunks(chat.include_usage)), completion.headers,
-                                   on_close=completion.aclose)
     try:
         body = await until_disconnect(request.receive, completion.body())
     except ClientGone:
@@ -47,6 +48,26 @@ def request_user(body: Any) -> str | None:
     """The request's top-level ``user`` string, recorded with its usage (still reported as ignored)."""
     user = body.get("user") if isinstance(body, dict) else None
     return user[:256] if isinstance(user, str) and user else None
+
+
+async def stream(request: Request, completion: Completion, include_usage: bool, patience: float) -> Response:
+    """SSE. Errors before the first delta are proper statuses if it comes within ``patience`` seconds;
+    past that (a queue, a long prefill) the stream is committed with 200 and keep-alive comments."""
+    opening = asyncio.ensure_future(completion.open())
+    if await within(request.receive, opening, patience):
+        opening.result()  # an error raises here, before any output
+        return EventStreamResponse(events(completion.chunks(include_usage)), completion.headers,
+                                   on_close=completion.aclose, keepalive=patience)
+
+    async def close() -> None:  # the opening may still be waiting if the response never got to send
+        opening.cancel()
+        await asyncio.wait({opening})
+        if not opening.cancelled():
+            opening.exception()  # seen: an error of an opening that no event reported is not logged as lost
+        await completion.aclose()
+
+    return EventStreamResponse(events(completion.chunks(include_usage), opening), completion.headers,
+                               on_close=close, keepalive=patience)
 
 
 def model_card(spec: ModelSpec) -> dict[str, Any]:

@@ -141,7 +141,10 @@ MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
 def _message(path: str, message: Any) -> dict[str, Any]:
     """A checked copy holding only the fields the contract knows (others are dropped)."""
     _message_fields(path, message)
-    return {k: message[k] for k in MESSAGE_FIELDS if message.get(k) is not None or k == "content" and k in message}
+    checked = {k: message[k] for k in MESSAGE_FIELDS if message.get(k) is not None or k == "content" and k in message}
+    if "tool_calls" in checked:  # "type" may be left out (it can only be "function"); chat templates need it
+        checked["tool_calls"] = [{**call, "type": "function"} for call in checked["tool_calls"]]
+    return checked
 
 
 def _message_fields(path: str, message: Any) -> None:
@@ -177,7 +180,7 @@ def _tool_calls(path: str, calls: Any) -> None:
     for k, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if (not isinstance(function, dict) or call.get("type", "function") != "function"
-                or not isinstance(function.get("name"), str) or not isinstance(function.get("arguments", ""), str)):
+                or not isinstance(function.get("name"), str) or not isinstance(function.get("arguments"), str)):
             raise InvalidRequest(f"'{path}[{k}]' must be {{\"type\": \"function\", \"id\": ..., \"function\": "
                                  "{\"name\": string, \"arguments\": string}}.", param=f"{path}[{k}]")
 

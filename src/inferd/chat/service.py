@@ -31,6 +31,13 @@ class ChatService:
 
     async def start(self, key: KeyRecord, chat: ChatRequest, user: str | None = None) -> "Completion":
         """Validate against the model, admit the key, start generating; errors raise before any output."""
+        completion = await self.prepare(key, chat, user)
+        await completion.open()
+        return completion
+
+    async def prepare(self, key: KeyRecord, chat: ChatRequest, user: str | None = None) -> "Completion":
+        """Validate against the model, admit the key and take its place; ``open()`` on the result starts
+        generating."""
         spec = self._gate.model(key, chat.model)
         _check_modalities(spec, chat)
         ignored = ignored_parameters(spec, chat.params, chat.unknown)
@@ -56,7 +63,6 @@ class ChatService:
         completion.headers = {**_headers(ignored, plan), **admission.headers}
         if media and media.frames_per_video:
             completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
-        await completion.open()
         return completion
 
     def _finish(self, spec: ModelSpec, admission: Admission, usage: Usage | None) -> None:
@@ -100,6 +106,7 @@ class Completion:
         self._usage: Usage | None = None
 
     async def open(self) -> None:
+        """Wait for the first delta (the queue and the prefill); an error here closes the completion."""
         try:
             self._first = await anext(self._deltas)
             self.meter.on_delta(self._first)

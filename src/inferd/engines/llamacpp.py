@@ -70,6 +70,7 @@ class LlamaCppEngine(ManagedEngine):
             "parallel": spec.parallel, "context_length": spec.context_length, "threads": settings.threads,
             "chat_template": spec.chat_template, "debug": settings.log_level == "debug",
             "http_threads": spec.parallel + settings.max_queue + SPARE_CONNECTIONS,
+            "prompt_cache_mib": settings.prompt_cache_mib,
         }
         return ChildSpec(name=spec.id, argv=(sys.executable, "-m", "inferd.engines.llamacpp_child", "{port}"),
                          env={KEY_ENV: self._key, CONFIG_ENV: json.dumps(config)}, start_timeout=600.0)

@@ -33,6 +33,9 @@ def params(xllamacpp: Any, config: dict[str, Any], port: int, key: str) -> Any:
     p.cpuparams_batch.n_threads = threads
     p.ctx_shift = False  # a full context ends the generation (finish_reason "length")
     p.warmup = False
+    # llama.cpp keeps finished prompts' KV state in host memory for reuse (8 GiB by default): memory that
+    # grows with every distinct prompt, aborted ones included; bounded by INFERD_PROMPT_CACHE_MIB, off by default
+    p.cache_ram_mib = config.get("prompt_cache_mib", 0)
     p.api_keys = [key]
     p.ui = False
     p.endpoint_slots = False
