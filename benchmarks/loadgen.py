@@ -241,14 +241,30 @@ def _process_jiffies(pid: int | str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (an engine inferd runs is a child of its own)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = entry.read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], ()))
+    return tree
+
+
 class CpuMonitor:
-    """Measures how much CPU processes other than ours (this one + the server) used meanwhile.
+    """Measures how much CPU processes other than ours (this one + the server and its children) used meanwhile.
 
     On a small machine any such activity skews the numbers; the tables flag it.
     """
 
     def __init__(self, server_pid: int | None) -> None:
-        self.pids: list[int | str] = ["self"] + ([server_pid] if server_pid else [])
+        self.pids: list[int | str] = ["self"] + (_process_tree(server_pid) if server_pid else [])
         self.t0 = time.perf_counter()
         self.busy0 = _busy_jiffies()
         self.own0 = sum(_process_jiffies(p) for p in self.pids)

@@ -97,10 +97,16 @@ def alive(pids: set[int]) -> set[int]:
     return running
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``predicate`` held within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
-            return
+            return True
         time.sleep(0.2)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+    return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    if not wait_until(predicate, timeout):
+        raise AssertionError(f"not within {timeout:.0f} s: {what}")
