@@ -32,6 +32,9 @@ HELLO = [{"role": "user", "content": "Write hello world in C"}]
 COUNT = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
 QUESTION = [{"role": "user", "content": "Is 17 a prime number? Think about it carefully."}]
 PLAIN = {"reasoning_effort": "none"}  # thinking off: the hybrid template renders a plain chat prompt
+# greedy with a strong penalty on every token seen (the end-of-turn token is in the prompt): this writes all
+# 800 tokens (measured; without the penalty the model stops after ~290), so it cannot end by itself early
+LONG = {"messages": COUNT, "max_tokens": 800, "temperature": 0, "repetition_penalty": 2.0, "stream": True, **PLAIN}
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +200,8 @@ def test_a_client_that_goes_away_frees_the_slot(srv: Server, key: str, engine: E
     """One slot (max_num_seqs 1): a queued request runs once the abandoned stream's generation is aborted."""
     generated = engine.metric("vllm:generation_tokens_total")
     headers = {"Authorization": f"Bearer {key}"}
-    long = {"model": MODEL, "messages": COUNT, "max_tokens": 800, "temperature": 0, "stream": True, **PLAIN}
     with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=srv.url, headers=headers, timeout=300) as http:
-        with http.stream("POST", "/api/v1/chat/completions", json=long) as running:
+        with http.stream("POST", "/api/v1/chat/completions", json={"model": MODEL, **LONG}) as running:
             assert next(line for line in running.iter_lines() if '"content":"' in line and '"role"' not in line)
             queued = pool.submit(post, srv, key, {"messages": HELLO, "max_tokens": 3, "temperature": 0, **PLAIN})
             # usually queued in vLLM within a second; on a loaded machine it may still be on its way: either
@@ -261,10 +263,9 @@ def test_openai_kind_maps_upstream_errors(gateway: Server, gateway_key: str) -> 
 def test_a_killed_engine_ends_its_requests_cleanly_and_comes_back(srv: Server, key: str, engine: Engine,
                                                                   gateway: Server, gateway_key: str) -> None:
     before = process_tree(engine.pid)
-    long = {"model": MODEL, "messages": COUNT, "max_tokens": 800, "temperature": 0, "stream": True, **PLAIN}
     with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=srv.url, timeout=300,
                                                      headers={"Authorization": f"Bearer {key}"}) as http:
-        with http.stream("POST", "/api/v1/chat/completions", json=long) as stream:
+        with http.stream("POST", "/api/v1/chat/completions", json={"model": MODEL, **LONG}) as stream:
             lines = stream.iter_lines()
             assert next(line for line in lines if '"content":"' in line and '"role"' not in line)
             # through the openai-kind entry: queued behind the stream in vLLM's single slot
