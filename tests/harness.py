@@ -87,13 +87,13 @@ class Server:
 
 @contextlib.contextmanager
 def library_server(folder: Path, models_dir: Path, library_toml: str,
-                   env: dict[str, str] | None = None) -> Iterator[Server]:
+                   env: dict[str, str] | None = None, ready_timeout: float = READY_TIMEOUT_S) -> Iterator[Server]:
     """A ready server on a library of the test's own (written to ``folder``), stopped afterwards."""
     library = folder / "library.toml"
     library.write_text(library_toml)
     srv = Server(folder / "data", models_dir, library=library, env=env)
     try:
-        srv.wait_health()
+        srv.wait_health(timeout=ready_timeout)
         yield srv
     finally:
         srv.stop()

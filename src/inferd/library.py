@@ -53,6 +53,11 @@ class UpstreamOptions:
     idle_timeout: float | None = 120.0  # between two events of a stream
 
 
+# vLLM arguments inferd writes from the entry (loopback listener, its own key, the model and its limits)
+VLLM_ARGS_SET_BY_INFERD = ("--host", "--port", "--api-key", "--model", "--served-model-name", "--max-model-len",
+                           "--max-num-seqs", "--uds", "--root-path")
+
+
 @dataclass(frozen=True)
 class VllmOptions:
     """``[models.vllm]`` of a ``vllm`` entry: how inferd starts vLLM's OpenAI server for it."""
@@ -206,7 +211,12 @@ def _engine_options(model_id: str, kind: str, upstream: Any, vllm: Any, base: Pa
         table = dict(vllm or {})
         if table.get("model") is not None:
             table["model"] = base / Path(table["model"]).expanduser()
-        table["extra_args"] = tuple(table.get("extra_args", ()))
+        table["extra_args"] = tuple(str(a) for a in table.get("extra_args", ()))
+        table["env"] = {str(k): str(v) for k, v in dict(table.get("env", {})).items()}
+        taken = [a for a in table["extra_args"] if a.split("=", 1)[0] in VLLM_ARGS_SET_BY_INFERD]
+        if taken:
+            raise ValueError(f"library entry '{model_id}': [models.vllm] extra_args may not set {taken}: inferd sets "
+                             "them (the listener, the key and the model come from the entry)")
         return {"vllm": _typed(model_id, "vllm", VllmOptions, table)}
     return {}
 

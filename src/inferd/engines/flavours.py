@@ -66,8 +66,23 @@ class VllmFlavour(Flavour):
     name = "vllm"
 
     def sampling(self, s: Sampling, context_length: int) -> dict[str, Any]:
-        return {**super().sampling(s, context_length), "top_k": s.top_k if s.top_k > 0 else -1, "min_p": s.min_p,
-                "repetition_penalty": s.repetition_penalty}
+        top_k = s.top_k if s.top_k > 0 else -1
+        fields = {**super().sampling(s, context_length), "top_k": top_k, "min_p": s.min_p,
+                  "repetition_penalty": s.repetition_penalty}
+        if s.top_p == 0:  # "only the most likely token": vLLM takes top_p in (0, 1] only
+            fields.update(top_p=1.0, top_k=1)
+        return fields
+
+    def refusal(self, name: str) -> Refusal:
+        standard = standard_refusal(name)
+
+        def refuse(status: int, error: dict[str, Any]) -> APIError:
+            # vLLM names what is over the limit: the prompt alone does not fit the context
+            if status == 400 and error.get("param") == "input_tokens":
+                return ContextLengthExceeded(str(error.get("message", "The messages do not fit the context.")),
+                                             param="messages")
+            return standard(status, error)
+        return refuse
 
 
 class SglangFlavour(VllmFlavour):

@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContextLengthExceeded, InvalidRequest, ModelSourceError
+from ..errors import InvalidRequest, ModelSourceError
 from ..library import ModelSpec
 from ..settings import Settings
 from ..sources import ensure_model_file
 from .base import GenerationRequest
+from .context import ContextFit
 from .flavours import LlamaCppFlavour, flatten
 from .managed import ManagedEngine
 from .supervisor import ChildSpec
@@ -42,7 +43,7 @@ class LlamaCppEngine(ManagedEngine):
         super().__init__(spec, LlamaCppFlavour(), upstream, model_name=None)
         self._settings = settings
         self._model_path: Path | None = None
-        self._overhead: tuple[int, int] | None = None
+        self._fit = ContextFit(spec.context_length, self._count_prompt_tokens, self._count_input_tokens)
         if spec.context_length * spec.parallel % CONTEXT_PAD:
             raise ModelSourceError(  # llama.cpp would pad it, and then a slot would hold more than advertised
                 f"model '{spec.id}': llama.cpp needs context_length x parallel to be a multiple of {CONTEXT_PAD} "
@@ -78,32 +79,10 @@ class LlamaCppEngine(ManagedEngine):
     async def check(self, request: GenerationRequest) -> None:
         if request.fit_tokens is not None and request.continue_message is None:
             messages = [flatten(m) for m in request.messages]
-            await self._check_context(messages, request.fit_tokens, request.chat_template_kwargs)
+            await self._fit.check(messages, request.fit_tokens, request.chat_template_kwargs)
 
-    async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int, kwargs: dict[str, Any]) -> None:
-        """Prompt + max_tokens must fit; count exactly only when a cheap upper bound says it may not."""
-        limit = self.capabilities.context_length
-        base, per_message = await self._template_overhead()
-        text_bytes = sum(len(_text(m).encode()) for m in messages)
-        media = any(isinstance(m.get("content"), list) for m in messages)  # images: count exactly
-        if not media and base + per_message * len(messages) + text_bytes + max_tokens <= limit:
-            return
-        prompt_tokens = await self._count_input_tokens(messages, kwargs)
-        if prompt_tokens + max_tokens > limit:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in "
-                f"max_tokens). Reduce the length of the messages or max_tokens.", param="messages")
-
-    async def _template_overhead(self) -> tuple[int, int]:
-        if self._overhead is None:
-            one = await self._count_prompt_tokens([{"role": "user", "content": ""}])
-            two = await self._count_prompt_tokens([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
-            self._overhead = (one, max(two - one, 1) + 4)  # +4: a word-boundary token per message
-        return self._overhead
-
-    async def _count_prompt_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any] | None = None) -> int:
-        body = {"content": await self.render_prompt(messages, kwargs or {}), "add_special": True, "parse_special": True}
+    async def _count_prompt_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> int:
+        body = {"content": await self.render_prompt(messages, kwargs), "add_special": True, "parse_special": True}
         return len((await self._upstream.post(self.base_url + "/tokenize", body)).json()["tokens"])
 
     async def _count_input_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> int:
@@ -126,11 +105,6 @@ class LlamaCppEngine(ManagedEngine):
             raise InvalidRequest(f"The chat template could not render these messages: {rendered.text[:300]}",
                                  param="messages")
         return rendered.json()["prompt"]
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    return content if isinstance(content, str) else ""
 
 
 def _check_gguf(spec: ModelSpec, path: Path) -> None:
