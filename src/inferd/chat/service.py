@@ -8,14 +8,16 @@ from typing import AsyncIterator, Callable
 
 from ..api.schemas import ChatRequest
 from ..engines.base import Delta, GenerationRequest, Usage
+from ..engines.flavours import FLAVOURS
 from ..engines.pool import EnginePool
 from ..errors import InvalidRequest
 from ..library import Library, ModelSpec
 from ..settings import Settings
 from ..store import Store
-from .chunks import Envelope
+from .chunks import ChoiceBodies, Envelope
+from .extras import plan_extras
 from .media import MediaPreparer
-from .params import enforce_policy, honoured_parameters, ignored_parameters, sampling
+from .params import enforce_policy, honoured_parameters, ignored_parameters, is_deterministic, sampling
 from .reasoning import ReasoningPlan, plan_reasoning
 from .reasoning.run import ReasoningRun
 
@@ -39,21 +41,38 @@ class ChatService:
         # before taking a slot: fetching may be slow
         media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
         chosen = sampling(spec, chat.params)
-        request = GenerationRequest(messages=media.messages if media else chat.messages, sampling=chosen, chat_template_kwargs=kwargs,
-                                    fit_tokens=chosen.max_tokens)
-        engine = self._pool.acquire(spec)
-        deltas = ReasoningRun(engine, request, plan).deltas()
+        extras = plan_extras(spec, honoured_parameters(spec, chat.params), FLAVOURS[spec.flavour].native,
+                             is_deterministic(chosen))
+        request = extras.request(GenerationRequest(messages=media.messages if media else chat.messages,
+                                                   sampling=chosen, chat_template_kwargs=kwargs,
+                                                   fit_tokens=chosen.max_tokens))
+        engine = self._acquire(spec, extras.n)
+        deltas = extras.choices().deltas(lambda r: ReasoningRun(engine, r, plan).deltas(), request)
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
         completion = Completion(Envelope(model=spec.id), deltas, names,
-                                lambda usage: self._finish(spec, key_id, usage))
+                                lambda usage: self._finish(spec, key_id, usage, extras.n), n=extras.n,
+                                logprobs=extras.logprobs is not None)
         completion.headers = _headers(ignored, plan)
         if media and media.frames_per_video:
             completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
         await completion.open()
         return completion
 
-    def _finish(self, spec: ModelSpec, key_id: int, usage: Usage | None) -> None:
-        self._pool.release(spec)
+    def _acquire(self, spec: ModelSpec, places: int):
+        """One place in the model's admission per choice (n > 1 takes n slots)."""
+        engine = self._pool.acquire(spec)
+        for taken in range(1, places):
+            try:
+                self._pool.acquire(spec)
+            except Exception:
+                for _ in range(taken):
+                    self._pool.release(spec)
+                raise
+        return engine
+
+    def _finish(self, spec: ModelSpec, key_id: int, usage: Usage | None, places: int = 1) -> None:
+        for _ in range(places):
+            self._pool.release(spec)
         if usage is not None:
             self._store.write_later(
                 "INSERT INTO usage (key_id, model, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -86,13 +105,15 @@ class Completion:
     headers: dict[str, str]
 
     def __init__(self, envelope: Envelope, deltas: AsyncIterator[Delta], reasoning_names: tuple[str, ...],
-                 on_done: Callable[[Usage | None], None]) -> None:
+                 on_done: Callable[[Usage | None], None], *, n: int = 1, logprobs: bool = False) -> None:
         self.envelope = envelope
         self._deltas = deltas
         self._names = reasoning_names  # empty: the model does not reason, or reasoning stays inline
         self._on_done: Callable[[Usage | None], None] | None = on_done
         self._first: Delta | None = None
         self._usage: Usage | None = None
+        self._n = n
+        self._logprobs = logprobs
 
     async def open(self) -> None:
         try:
@@ -111,31 +132,25 @@ class Completion:
             await self.aclose()
 
     async def chunks(self, include_usage: bool) -> AsyncIterator[dict]:
-        yield self.envelope.chunk({"role": "assistant", "content": ""})
+        for index in range(self._n):
+            yield self.envelope.chunk({"role": "assistant", "content": ""}, index=index)
         async for delta in self._all():
-            if delta.reasoning and self._names:
-                yield self.envelope.chunk(dict.fromkeys(self._names, delta.reasoning))
-            if delta.content:
-                yield self.envelope.chunk({"content": delta.content})
+            for chunk in self.envelope.delta_chunks(delta, self._names):
+                yield chunk
             if delta.finish_reason is not None:
-                self._usage = delta.usage
-                yield self.envelope.chunk({}, delta.finish_reason)
+                self._usage = delta.usage or self._usage
+                yield self.envelope.chunk({}, delta.finish_reason, index=delta.index)
                 if include_usage and delta.usage is not None:
                     yield self.envelope.usage_chunk(delta.usage)
 
     async def body(self) -> dict:
-        content: list[str] = []
-        reasoning: list[str] = []
-        finish, usage = "stop", Usage(0, 0)
+        choices = ChoiceBodies(self._names, self._logprobs)
+        usage = Usage(0, 0)
         async for delta in self._all():
-            content.append(delta.content)
-            reasoning.append(delta.reasoning)
-            if delta.finish_reason is not None:
-                finish, usage = delta.finish_reason, delta.usage or usage
-                self._usage = usage
-        thought = "".join(reasoning) or None
-        extra = dict.fromkeys(self._names, thought)
-        return self.envelope.completion("".join(content), finish, usage, extra)
+            choices.add(delta)
+            if delta.finish_reason is not None and delta.usage is not None:
+                usage = self._usage = delta.usage
+        return self.envelope.completion_of(choices.choices(), usage)
 
     async def aclose(self) -> None:
         if self._on_done is None:

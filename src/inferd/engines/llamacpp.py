@@ -43,6 +43,7 @@ class LlamaCppEngine(ManagedEngine):
         self._settings = settings
         self._model_path: Path | None = None
         self._overhead: tuple[int, int] | None = None
+        self._vocab_size: int | None = None
         if spec.context_length * spec.parallel % CONTEXT_PAD:
             raise ModelSourceError(  # llama.cpp would pad it, and then a slot would hold more than advertised
                 f"model '{spec.id}': llama.cpp needs context_length x parallel to be a multiple of {CONTEXT_PAD} "
@@ -70,11 +71,14 @@ class LlamaCppEngine(ManagedEngine):
             "parallel": spec.parallel, "context_length": spec.context_length, "threads": settings.threads,
             "chat_template": spec.chat_template, "debug": settings.log_level == "debug",
             "http_threads": spec.parallel + settings.max_queue + SPARE_CONNECTIONS,
+            "repack": not spec.reproducible,  # repacked weights make logits depend on the batch
         }
         return ChildSpec(name=spec.id, argv=(sys.executable, "-m", "inferd.engines.llamacpp_child", "{port}"),
                          env={KEY_ENV: self._key, CONFIG_ENV: json.dumps(config)}, start_timeout=600.0)
 
     async def check(self, request: GenerationRequest) -> None:
+        if request.sampling.logit_bias:
+            await self._check_tokens([token for token, _ in request.sampling.logit_bias])
         if request.fit_tokens is not None and request.continue_message is None:
             messages = [flatten(m) for m in request.messages]
             await self._check_context(messages, request.fit_tokens, request.chat_template_kwargs)
@@ -93,6 +97,16 @@ class LlamaCppEngine(ManagedEngine):
                 f"This model's maximum context length is {limit} tokens. However, you requested "
                 f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, {max_tokens} in "
                 f"max_tokens). Reduce the length of the messages or max_tokens.", param="messages")
+
+    async def _check_tokens(self, tokens: list[int]) -> None:
+        """logit_bias names token ids of this model's vocabulary."""
+        if self._vocab_size is None:
+            listed = (await self._upstream.get(self.base_url + "/v1/models")).json()
+            self._vocab_size = int(listed["data"][0]["meta"]["n_vocab"])
+        for token in tokens:
+            if token >= self._vocab_size:
+                raise InvalidRequest(f"'logit_bias' names token {token}, but model '{self._spec.id}' has "
+                                     f"{self._vocab_size} tokens (ids 0 to {self._vocab_size - 1}).", param="logit_bias")
 
     async def _template_overhead(self) -> tuple[int, int]:
         if self._overhead is None:
