@@ -62,7 +62,7 @@ class ArgumentScanner:
 class ToolCallParser:
     def __init__(self, names: set[str], start: str, end: str, bare_json: bool, parallel: bool) -> None:
         self._names, self._start, self._end = names, start, end
-        self._bare, self._parallel = bare_json, parallel
+        self._bare_json, self._parallel = bare_json, parallel
         self._buffer = ""
         self._mode = "text"  # text | bare | call | arguments | trailer
         self._written = False  # content has been written (a bare call must be the whole message)
@@ -85,7 +85,7 @@ class ToolCallParser:
         return getattr(self, f"_{self._mode}")(out)
 
     def _text(self, out: Output) -> bool:
-        if self._bare and not self._written and self._buffer.lstrip()[:1] in ("{", "`", "["):
+        if self._bare_json and not self._written and self._buffer.lstrip()[:1] in ("{", "`", "["):
             self._mode = "bare"
             return False
         if self._start:
@@ -97,7 +97,7 @@ class ToolCallParser:
             keep = _partial(self._buffer, self._start)
         else:
             keep = 0
-        if not self._bare or self._written or self._buffer.strip():
+        if not self._bare_json or self._written or self._buffer.strip():
             self._emit(out, self._buffer[:len(self._buffer) - keep])
             self._buffer = self._buffer[len(self._buffer) - keep:]
         return False
