@@ -44,10 +44,8 @@ def params(xllamacpp: Any, config: dict[str, Any], port: int, key: str) -> Any:
         p.chat_template = config["chat_template"]
     if config["mmproj"]:
         p.mmproj.path = config["mmproj"]
-    if config.get("repack") is False:
-        # no repacked weight layouts: every row of a batch goes through the same matmul kernel, so a
-        # token's logits do not depend on how many other tokens share its batch (reproducible mode)
-        p.no_extra_bufts = True
+    if config.get("ubatch"):
+        p.n_ubatch = config["ubatch"]  # 1: every forward pass holds one token (reproducible mode)
     return p
 
 
