@@ -89,3 +89,9 @@ def test_the_json_policy_reads_bare_calls_and_writes_the_history_as_text() -> No
     assert history == [{"role": "assistant", "content": '{"name": "get_time", "arguments": {}}'},
                        {"role": "user", "content": "Function result (c1): 12:00"}]
     assert "get_time" in PlainJson().instructions(TOOLS) and Hermes().instructions(TOOLS) == ""
+
+
+def test_calls_cut_short_and_exact_repeats_are_left_out() -> None:
+    call = '{"name": "get_weather", "arguments": {"city": "Rome"}}'
+    content, calls = parse(PlainJson(), [call + "\n" + call + "\n" + '{"name": "get_weather", "argu'])
+    assert content == "" and [json.loads(c["arguments"]) for c in calls] == [{"city": "Rome"}]

@@ -33,27 +33,24 @@ class Extras:
     constraint: Constraint | None = None
     tools: ToolPlan | None = None
     native: dict[str, Any] | None = None
-    reproducible: bool = False
 
     def request(self, base: GenerationRequest) -> GenerationRequest:
         """The engine request with the extras set (messages rewritten where the tool policy writes them)."""
         tools = self.tools
         return replace(base, stop=self.stops, logprobs=self.logprobs, constraint=self.constraint,
                        messages=tools.messages(base.messages) if tools else base.messages,
-                       template_tools=tools.template_tools() if tools else (), native=self.native or {},
-                       reproducible=self.reproducible)
+                       template_tools=tools.template_tools() if tools else (), native=self.native or {})
 
     def choices(self) -> ChoicePlan:
         tools = self.tools
         return ChoicePlan(n=self.n, stops=self.stops, parser=tools.parser if tools else (lambda: None))
 
 
-def plan_extras(spec: ModelSpec, params: dict[str, Any], native: bool, deterministic: bool) -> Extras:
+def plan_extras(spec: ModelSpec, params: dict[str, Any], native: bool) -> Extras:
     """``params``: what the client sent that the model honours; ``native``: the engine handles tools and
-    response_format itself; ``deterministic``: the sampling makes the output a function of the request."""
+    response_format itself."""
     logprobs = params.get("top_logprobs", 0) if params.get("logprobs") else None
-    common = dict(n=params.get("n", 1), stops=params.get("stop", ()), logprobs=logprobs,
-                  reproducible=spec.reproducible and deterministic)
+    common = dict(n=params.get("n", 1), stops=params.get("stop", ()), logprobs=logprobs)
     if native:
         return Extras(**common, native={k: params[k] for k in NATIVE_FIELDS if k in params})
     tools = plan_tools(params, spec.tool_policy)

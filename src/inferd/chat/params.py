@@ -54,8 +54,3 @@ def sampling(spec: ModelSpec, given: dict[str, Any]) -> Sampling:
         logit_bias=tuple(sorted((merged.get("logit_bias") or {}).items())),
         ignore_eos=bool(merged.get("ignore_eos", False)),
     )
-
-
-def is_deterministic(chosen: Sampling) -> bool:
-    """Greedy, or seeded: the output should be a function of the request alone."""
-    return chosen.temperature == 0 or chosen.seed is not None

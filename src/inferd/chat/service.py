@@ -17,7 +17,7 @@ from ..store import Store
 from .chunks import ChoiceBodies, Envelope
 from .extras import plan_extras
 from .media import MediaPreparer
-from .params import enforce_policy, honoured_parameters, ignored_parameters, is_deterministic, sampling
+from .params import enforce_policy, honoured_parameters, ignored_parameters, sampling
 from .reasoning import ReasoningPlan, plan_reasoning
 from .reasoning.run import ReasoningRun
 
@@ -41,8 +41,7 @@ class ChatService:
         # before taking a slot: fetching may be slow
         media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
         chosen = sampling(spec, chat.params)
-        extras = plan_extras(spec, honoured_parameters(spec, chat.params), FLAVOURS[spec.flavour].native,
-                             is_deterministic(chosen))
+        extras = plan_extras(spec, honoured_parameters(spec, chat.params), FLAVOURS[spec.flavour].native)
         request = extras.request(GenerationRequest(messages=media.messages if media else chat.messages,
                                                    sampling=chosen, chat_template_kwargs=kwargs,
                                                    fit_tokens=chosen.max_tokens))

@@ -59,7 +59,6 @@ class GenerationRequest:
     # OpenAI fields an upstream that handles them itself gets as the client sent them (tools, tool_choice,
     # parallel_tool_calls, response_format): flavours that are ``native``
     native: dict[str, Any] = field(default_factory=dict)
-    reproducible: bool = False  # the same request gives the same output (no prompt-cache reuse)
 
 
 @dataclass(frozen=True)

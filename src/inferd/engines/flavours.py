@@ -172,8 +172,6 @@ class LlamaCppFlavour(Flavour):
             fields.update(n_probs=max(request.logprobs, 1), post_sampling_probs=True)
         if request.sampling.logit_bias:  # -100 bans the token outright (llama.cpp: false)
             fields["logit_bias"] = [[t, False if b <= -100 else b] for t, b in request.sampling.logit_bias]
-        if request.reproducible:
-            fields["cache_prompt"] = False  # the whole prompt in one batch, never a cached prefix
         return fields
 
     def constrain(self, constraint: Constraint) -> dict[str, Any]:

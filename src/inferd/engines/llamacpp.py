@@ -71,7 +71,10 @@ class LlamaCppEngine(ManagedEngine):
             "parallel": spec.parallel, "context_length": spec.context_length, "threads": settings.threads,
             "chat_template": spec.chat_template, "debug": settings.log_level == "debug",
             "http_threads": spec.parallel + settings.max_queue + SPARE_CONNECTIONS,
-            "repack": not spec.reproducible,  # repacked weights make logits depend on the batch
+            # reproducible: one token per forward pass, so every token's logits come from the same kernels
+            # whatever else is in flight and whatever the prompt cache holds (llama.cpp picks a different
+            # matmul kernel for one row than for several)
+            "ubatch": 1 if spec.reproducible else None,
         }
         return ChildSpec(name=spec.id, argv=(sys.executable, "-m", "inferd.engines.llamacpp_child", "{port}"),
                          env={KEY_ENV: self._key, CONFIG_ENV: json.dumps(config)}, start_timeout=600.0)

@@ -176,28 +176,39 @@ class ToolCallParser:
 
 def _parse_calls(text: str, names: set[str]) -> list[tuple[str, str]] | None:
     """``{"name", "arguments"}`` objects (one, several in a row, or a list), every name a given tool;
-    arguments as a JSON string. None if the text is anything else."""
-    values, decoder, at = [], json.JSONDecoder(), 0
-    try:
-        while at < len(text.rstrip()):
+    arguments as a JSON string. Calls the output was cut off in (``max_tokens``) are left out, and so are
+    exact repeats (small models repeat a call). None if the text holds no call, or anything else."""
+    values, decoder, at, end = [], json.JSONDecoder(), 0, len(text.rstrip())
+    while at < end:
+        try:
             value, at = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
-            values.extend(value if isinstance(value, list) else [value])
-    except ValueError:
-        return None
-    calls = []
-    for item in values:
-        if not isinstance(item, dict) or item.get("name") not in names:
-            return None
-        arguments = item.get("arguments", item.get("parameters", {}))
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
+        except ValueError:
+            if not values or text[at:].strip()[:1] not in ("{", "["):
                 return None
-        if not isinstance(arguments, dict):
+            break  # a call cut short at the end
+        values.extend(value if isinstance(value, list) else [value])
+    calls: list[tuple[str, str]] = []
+    for item in values:
+        call = _call(item, names)
+        if call is None:
             return None
-        calls.append((item["name"], json.dumps(arguments, ensure_ascii=False)))
+        if call not in calls:
+            calls.append(call)
     return calls or None
+
+
+def _call(item: object, names: set[str]) -> tuple[str, str] | None:
+    if not isinstance(item, dict) or item.get("name") not in names:
+        return None
+    arguments = item.get("arguments", item.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return item["name"], json.dumps(arguments, ensure_ascii=False)
 
 
 def _partial(text: str, marker: str) -> int:
