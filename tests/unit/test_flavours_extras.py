@@ -97,3 +97,24 @@ async def test_native_tool_call_deltas_pass_through() -> None:
     got = [d async for d in deltas(_chunks([chunk, end]), FLAVOURS["openai"]())]
     assert got[0].tool_calls[0].name == "f" and got[0].tool_calls[0].arguments == '{"a"'
     assert got[-1].finish_reason == "tool_calls"
+
+
+def test_an_extra_the_model_does_not_list_is_ignored_and_named(tmp_path) -> None:
+    from inferd.chat.params import honoured_parameters, ignored_parameters
+    from inferd.library import load_library
+    path = tmp_path / "lib.toml"
+    path.write_text('[[models]]\nid = "m"\nfile = "m.gguf"\ncontext_length = 256\n'
+                    'supported_parameters = ["temperature", "max_tokens", "stream", "stop"]\n')
+    spec = load_library(path).get("m")
+    given = {"stop": ("x",), "seed": 3, "tools": [], "n": 2}
+    assert ignored_parameters(spec, given, ()) == ["seed", "tools", "n"]
+    assert honoured_parameters(spec, given) == {"stop": ("x",)}
+
+
+def test_the_library_refuses_to_list_what_a_flavour_cannot_send(tmp_path) -> None:
+    from inferd.library import load_library
+    path = tmp_path / "lib.toml"
+    path.write_text('[[models]]\nid = "m"\ncontext_length = 256\nengine = "openai"\n'
+                    'supported_parameters = ["temperature", "ignore_eos"]\n[models.upstream]\nurl = "http://127.0.0.1:9/v1"\n')
+    with pytest.raises(ValueError, match="cannot send \\['ignore_eos'\\]"):
+        load_library(path)

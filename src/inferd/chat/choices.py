@@ -14,7 +14,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import AsyncIterator, Callable
 
-from ..engines.base import Delta, GenerationRequest, TokenLogprob, ToolCallDelta, Usage
+from ..engines.base import Delta, Engine, GenerationRequest, TokenLogprob, ToolCallDelta, Usage
+from ..engines.pool import EnginePool
+from ..errors import APIError
+from ..library import ModelSpec
 from .stop import StopFilter
 from .tools.parser import ToolCallParser
 
@@ -123,3 +126,20 @@ def summed(usages: list[Usage]) -> Usage:
     return Usage(prompt_tokens=usages[0].prompt_tokens, cached_tokens=usages[0].cached_tokens,
                  completion_tokens=sum(u.completion_tokens for u in usages),
                  reasoning_tokens=sum(u.reasoning_tokens for u in usages))
+
+
+def acquire_places(pool: EnginePool, spec: ModelSpec, places: int) -> Engine:
+    """One place in the model's admission per choice (``n`` choices take ``n`` slots); all or none."""
+    engine = pool.acquire(spec)
+    for taken in range(1, places):
+        try:
+            pool.acquire(spec)
+        except APIError:
+            release_places(pool, spec, taken)
+            raise
+    return engine
+
+
+def release_places(pool: EnginePool, spec: ModelSpec, places: int) -> None:
+    for _ in range(places):
+        pool.release(spec)

@@ -14,6 +14,7 @@ from ..errors import InvalidRequest
 from ..library import Library, ModelSpec
 from ..settings import Settings
 from ..store import Store
+from .choices import acquire_places, release_places
 from .chunks import ChoiceBodies, Envelope
 from .extras import plan_extras
 from .media import MediaPreparer
@@ -45,7 +46,7 @@ class ChatService:
         request = extras.request(GenerationRequest(messages=media.messages if media else chat.messages,
                                                    sampling=chosen, chat_template_kwargs=kwargs,
                                                    fit_tokens=chosen.max_tokens))
-        engine = self._acquire(spec, extras.n)
+        engine = acquire_places(self._pool, spec, extras.n)
         deltas = extras.choices().deltas(lambda r: ReasoningRun(engine, r, plan).deltas(), request)
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
         completion = Completion(Envelope(model=spec.id), deltas, names,
@@ -57,21 +58,8 @@ class ChatService:
         await completion.open()
         return completion
 
-    def _acquire(self, spec: ModelSpec, places: int):
-        """One place in the model's admission per choice (n > 1 takes n slots)."""
-        engine = self._pool.acquire(spec)
-        for taken in range(1, places):
-            try:
-                self._pool.acquire(spec)
-            except Exception:
-                for _ in range(taken):
-                    self._pool.release(spec)
-                raise
-        return engine
-
     def _finish(self, spec: ModelSpec, key_id: int, usage: Usage | None, places: int = 1) -> None:
-        for _ in range(places):
-            self._pool.release(spec)
+        release_places(self._pool, spec, places)
         if usage is not None:
             self._store.write_later(
                 "INSERT INTO usage (key_id, model, prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?)",
