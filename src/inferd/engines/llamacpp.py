@@ -29,6 +29,7 @@ CONTEXT_PAD = 256  # llama.cpp rounds n_ctx up to a multiple of this
 KEY_ENV = "INFERD_ENGINE_KEY"
 CONFIG_ENV = "INFERD_LLAMACPP_CONFIG"
 SPARE_CONNECTIONS = 4  # for prompt counting beside the generations
+TOOLS_PREAMBLE = 512  # bytes: an upper bound on what a template writes around tool definitions
 
 
 class LlamaCppEngine(ManagedEngine):
@@ -84,13 +85,16 @@ class LlamaCppEngine(ManagedEngine):
             await self._check_tokens([token for token, _ in request.sampling.logit_bias])
         if request.fit_tokens is not None and request.continue_message is None:
             messages = [flatten(m) for m in request.messages]
-            await self._check_context(messages, request.fit_tokens, request.chat_template_kwargs)
+            tools = {"tools": list(request.template_tools)} if request.template_tools else {}
+            await self._check_context(messages, request.fit_tokens, {**request.chat_template_kwargs, **tools})
 
     async def _check_context(self, messages: list[dict[str, Any]], max_tokens: int, kwargs: dict[str, Any]) -> None:
         """Prompt + max_tokens must fit; count exactly only when a cheap upper bound says it may not."""
         limit = self.capabilities.context_length
         base, per_message = await self._template_overhead()
         text_bytes = sum(len(_text(m).encode()) for m in messages)
+        if kwargs.get("tools"):  # the definitions, and the template's words around them
+            text_bytes += len(json.dumps(kwargs["tools"]).encode()) + TOOLS_PREAMBLE
         media = any(isinstance(m.get("content"), list) for m in messages)  # images: count exactly
         if not media and base + per_message * len(messages) + text_bytes + max_tokens <= limit:
             return
