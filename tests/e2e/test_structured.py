@@ -14,16 +14,16 @@ from ..conftest import GEMMA, QWEN
 
 
 class Address(BaseModel):
-    city: Annotated[str, Field(max_length=20)]
+    city: Annotated[str, Field(max_length=16)]
     country_code: Annotated[str, Field(min_length=2, max_length=2)]
 
 
 class Person(BaseModel):
-    name: Annotated[str, Field(max_length=20)]
+    name: Annotated[str, Field(max_length=16)]
     age: int
     role: Literal["engineer", "artist", "doctor"]
     address: Address
-    nickname: Optional[Annotated[str, Field(max_length=12)]]
+    nickname: Optional[Annotated[str, Field(max_length=8)]]
 
 
 ASK = [{"role": "user", "content": "Invent a person and describe them."}]
