@@ -84,4 +84,4 @@ reproducible = true
 
 @pytest.fixture(scope="session")
 def rclient(repro: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=repro.url + "/api/v1", api_key=repro.create_key(), max_retries=0, timeout=600)
+    return openai.OpenAI(base_url=repro.url + "/api/v1", api_key=repro.create_key(), max_retries=0, timeout=900)

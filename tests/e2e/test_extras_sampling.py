@@ -13,6 +13,19 @@ from gguf import GGUFReader
 
 from ..conftest import QWEN
 
+
+@pytest.fixture()
+def client(client: openai.OpenAI) -> openai.OpenAI:
+    """The session's client, patient: on a busy 2-core machine a few dozen tokens can take minutes."""
+    return client.with_options(timeout=900)
+
+
+@pytest.fixture()
+def http(http: httpx.Client) -> httpx.Client:
+    http.timeout = httpx.Timeout(900)
+    return http
+
+
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
 
 

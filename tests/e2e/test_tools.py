@@ -7,8 +7,22 @@ import json
 
 import httpx
 import openai
+import pytest
 
 from ..conftest import GEMMA, QWEN
+
+
+@pytest.fixture()
+def client(client: openai.OpenAI) -> openai.OpenAI:
+    """The session's client, patient: on a busy 2-core machine a few dozen tokens can take minutes."""
+    return client.with_options(timeout=900)
+
+
+@pytest.fixture()
+def http(http: httpx.Client) -> httpx.Client:
+    http.timeout = httpx.Timeout(900)
+    return http
+
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather in a city",
@@ -115,7 +129,7 @@ def test_langchain_bind_tools(server, api_key: str) -> None:
         return "sunny"
 
     llm = ChatOpenAI(model=QWEN, base_url=server.url + "/api/v1", api_key=api_key, temperature=0, max_tokens=60,
-                     max_retries=0)
+                     max_retries=0, timeout=900)
     message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("What's the weather in Paris?")
     assert [call["name"] for call in message.tool_calls] == ["get_weather"]
     assert "paris" in message.tool_calls[0]["args"]["city"].lower()
