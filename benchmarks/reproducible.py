@@ -7,7 +7,7 @@ Modes (the engine child inferd runs, started here directly on the packaged Qwen 
   one-token      ``reproducible = true``: 8 slots, every forward pass holds one token (n_ubatch 1)
   one-slot       the alternative measured against it: 1 slot, no prompt cache (cache_prompt false)
 
-Per mode: prompt processing of a ~400-token prompt (time to the first token, alone), and completion
+Per mode: prompt processing of a long prompt (~400 tokens by default) (time to the first token, alone), and completion
 tokens per second with 1 and 8 concurrent requests (64 tokens each, greedy, unique prompts). Ratios are
 to ``default``. Reports the load average before and after each mode: the machine is shared.
 
@@ -36,8 +36,12 @@ MODES = {
 }
 SAMPLING = {"temperature": 0, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1.0, "repeat_last_n": 0,
             "samplers": ["penalties", "temperature", "top_k", "top_p", "min_p"]}
-LONG = ("Here is a description of a system. " + "The gateway receives a request, checks the key, validates "
-        "the body, picks the engine and streams the answer back to the client. " * 14 + "Summarise it.")
+SENTENCE = ("The gateway receives a request, checks the key, validates the body, picks the engine and streams "
+            "the answer back to the client. ")  # ~25 tokens
+
+
+def long_prompt(sentences: int) -> str:
+    return "Here is a description of a system. " + SENTENCE * sentences + "Summarise it."
 
 
 def free_port() -> int:
@@ -75,16 +79,16 @@ def one(url: str, key: str, prompt: str, max_tokens: int, body: dict) -> tuple[f
     return time.perf_counter() - start_t, int(reply["usage"]["completion_tokens"])
 
 
-def measure(url: str, key: str, body: dict, requests: int, max_tokens: int) -> dict[str, float]:
+def measure(url: str, key: str, body: dict, requests: int, max_tokens: int, sentences: int) -> dict[str, float]:
     tag = secrets.token_hex(4)
-    prompt_s = min(one(url, key, f"[{tag} {i}] " + LONG, 1, body)[0] for i in range(2))
+    prompt_s = min(one(url, key, f"[{tag} {i}] " + long_prompt(sentences), 1, body)[0] for i in range(2))
     alone_s, alone_n = one(url, key, f"[{tag} a] Write a Python function that merges intervals.", max_tokens, body)
     with ThreadPoolExecutor(requests) as pool:
         t0 = time.perf_counter()
         results = list(pool.map(lambda i: one(url, key, f"[{tag} c{i}] Write a Python function that merges "
                                                         "intervals.", max_tokens, body), range(requests)))
         wall = time.perf_counter() - t0
-    return {"prompt_400_s": prompt_s, "tok_s_1": alone_n / alone_s, f"tok_s_{requests}": sum(n for _, n in results)
+    return {f"prompt_{sentences * 25}_s": prompt_s, "tok_s_1": alone_n / alone_s, f"tok_s_{requests}": sum(n for _, n in results)
             / wall}
 
 
@@ -94,6 +98,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--prompt-sentences", type=int, default=16, help="~25 tokens each")
     args = parser.parse_args()
     key = secrets.token_urlsafe(16)
     rows = {}
@@ -101,7 +106,8 @@ def main() -> None:
         before = os.getloadavg()[0]
         proc, url = start(args.gguf, MODES[name], key)
         try:
-            rows[name] = measure(url, key, MODES[name]["body"], args.requests, args.max_tokens)
+            rows[name] = measure(url, key, MODES[name]["body"], args.requests, args.max_tokens,
+                                 args.prompt_sentences)
         finally:
             proc.terminate()
             proc.wait()
