@@ -10,7 +10,7 @@ import pytest
 
 from . import netguard
 from .gateway import Gateway
-from .harness import Server
+from .harness import Server, library_server
 from .pg import PostgresServer, find_bin
 
 # Any attempt of this test process to connect to (or resolve) something off loopback raises.
@@ -109,3 +109,26 @@ def postgres_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path,
 def gateway(request: pytest.FixtureRequest) -> Gateway:
     """Each provider test runs on both stores."""
     return request.getfixturevalue(f"{request.param}_gateway")
+
+
+REPRODUCIBLE = "qwen-reproducible"
+
+
+@pytest.fixture(scope="session")
+def repro(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, server: Server) -> Iterator[Server]:
+    """The packaged Qwen GGUF in reproducible mode (8 slots, like the packaged entry): outputs at temperature 0
+    or with a seed do not depend on load or the prompt cache, so tests can compare runs."""
+    toml = f'''[[models]]
+id = "{REPRODUCIBLE}"
+file = "{models_dir / "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"}"
+context_length = 2048
+parallel = 8
+reproducible = true
+'''
+    with library_server(tmp_path_factory.mktemp("repro"), models_dir, toml) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def rclient(repro: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=repro.url + "/api/v1", api_key=repro.create_key(), max_retries=0, timeout=900)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat.reasoning.styles import EFFORTS, NoReasoning, ReasoningStyle, build_style
+from .chat.tools.policies import Hermes, ToolPolicy, build_policy
 from .engines.flavours import FLAVOURS
 from .errors import ModelNotFound
 from .provider.pricing import Pricing, parse_pricing
@@ -21,6 +22,10 @@ SEED_SAMPLING = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repeti
 SEED_PARAMETERS = SEED_SAMPLING + (
     "reasoning_effort", "separate_reasoning", "chat_template_kwargs", "stream",
 )
+# the OpenAI extras a model may list (each flavour says which of them it can send)
+EXTRA_PARAMETERS = ("stop", "seed", "n", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty",
+                    "logit_bias", "response_format", "tools", "tool_choice", "parallel_tool_calls", "ignore_eos",
+                    "user")
 MODALITIES = ("text", "image", "video")
 REASONING_PARAMETERS = ("reasoning_effort", "separate_reasoning", "chat_template_kwargs")
 # template variables a client may never set through chat_template_kwargs, whatever the library says
@@ -97,6 +102,15 @@ class ModelSpec:
     upstream: UpstreamOptions | None = None  # engine "openai"
     vllm: VllmOptions | None = None  # engine "vllm"
     pricing: Pricing = field(default_factory=Pricing)  # per-token prices ([models.pricing]); free by default
+    tool_policy: ToolPolicy = field(default_factory=Hermes)  # [models.tools] format: how the family calls tools
+    # temperature 0 or a seed gives the same output whatever the load and the prompt cache (costs speed;
+    # see benchmarks/README.md)
+    reproducible: bool = False
+
+    @property
+    def flavour(self) -> str:
+        """The protocol dialect inferd speaks to this model's engine (engines/flavours.py)."""
+        return self.upstream.flavour if self.upstream is not None else self.engine
 
     def model_path(self, models_dir: Path) -> Path:
         return self.file if self.file is not None else models_dir / self.filename
@@ -153,6 +167,7 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
         entry["chat_template"] = (base / template_file).read_text(encoding="utf-8")
     path = (base / Path(file).expanduser()) if file is not None else None
     entry.update(_reasoning(model_id, entry.pop("reasoning", {"style": "none"})))
+    entry.update(_tools(model_id, entry.pop("tools", {"format": "hermes"})))
     if entry.get("mmproj") is not None:
         entry["mmproj"] = base / Path(entry["mmproj"]).expanduser()
     _check_names(model_id, entry)
@@ -162,7 +177,8 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
     extra = sorted(set(entry) - {f.name for f in fields(ModelSpec)})
     if extra:
         raise ValueError(f"library entry '{model_id}': unknown keys {extra}")
-    supported = _supported(model_id, entry.pop("supported_parameters", None), entry["reasoning"], entry.get("upstream"))
+    supported = _supported(model_id, entry.pop("supported_parameters", None), entry["reasoning"], entry.get("upstream"),
+                           kind)
     return ModelSpec(
         id=model_id,
         engine=kind,
@@ -230,7 +246,7 @@ def _typed(model_id: str, table: str, cls: type, values: dict[str, Any]) -> Any:
 
 
 def _check_names(model_id: str, entry: dict[str, Any]) -> None:
-    unknown = [p for p in entry.get("supported_parameters", ()) if p not in SEED_PARAMETERS]
+    unknown = [p for p in entry.get("supported_parameters", ()) if p not in SEED_PARAMETERS + EXTRA_PARAMETERS]
     unknown += [m for m in entry.get("input_modalities", ()) if m not in MODALITIES]
     unknown += [d for d in entry.get("defaults", {}) if d not in SEED_PARAMETERS]
     if unknown:
@@ -238,22 +254,31 @@ def _check_names(model_id: str, entry: dict[str, Any]) -> None:
 
 
 def _supported(model_id: str, listed: Any, style: ReasoningStyle,
-               upstream: UpstreamOptions | None) -> tuple[str, ...]:
-    """What the entry honours: as listed (or every seed sampling parameter its engine can send), plus the
-    reasoning controls for a reasoning model."""
-    flavour = FLAVOURS[upstream.flavour] if upstream is not None else None
+               upstream: UpstreamOptions | None, kind: str = "llamacpp") -> tuple[str, ...]:
+    """What the entry honours: as listed (or every seed sampling parameter and extra its engine can send),
+    plus the reasoning controls for a reasoning model."""
+    flavour = FLAVOURS[upstream.flavour] if upstream is not None else FLAVOURS.get(kind)
     sendable = flavour.sends if flavour is not None else SEED_SAMPLING + ("stream",)
     if listed is None:
-        listed = [p for p in SEED_SAMPLING + ("stream",) if p in sendable]
+        listed = [p for p in SEED_SAMPLING + ("stream",) + EXTRA_PARAMETERS if p in sendable]
     unsendable = [p for p in listed if p not in sendable and p not in REASONING_PARAMETERS]
     if unsendable:
-        raise ValueError(f"library entry '{model_id}': the '{upstream.flavour if upstream else ''}' flavour cannot "
+        raise ValueError(f"library entry '{model_id}': the '{flavour.name if flavour else kind}' flavour cannot "
                          f"send {unsendable}; it sends {', '.join(sendable)}")
     if style.reasons and flavour is not None and not flavour.continues:
         raise ValueError(f"library entry '{model_id}': reasoning budgets need an upstream that continues a turn "
                          f"(flavour llamacpp, vllm or sglang), not '{flavour.name}'")
     extra = [p for p in REASONING_PARAMETERS if style.reasons and p not in listed]
     return tuple(listed) + tuple(extra)
+
+
+def _tools(model_id: str, table: Any) -> dict[str, Any]:
+    """``[models.tools]``: the family's tool-call format (``hermes``, ``json``) and its options."""
+    options = dict(table) if isinstance(table, dict) else {}
+    try:
+        return {"tool_policy": build_policy(options.pop("format", "hermes"), options)}
+    except ValueError as exc:
+        raise ValueError(f"library entry '{model_id}': [models.tools] {exc}") from None
 
 
 def _reasoning(model_id: str, table: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,9 @@ defaults = {{ temperature = 0.0 }}
 
 
 @pytest.mark.parametrize("extra,param", [({"top_k": 5}, "top_k"), ({"reasoning_effort": "low"}, "reasoning_effort"),
-                                         ({"seed": 1}, "seed")])
+                                         ({"seed": 1}, "seed"), ({"stop": "x"}, "stop"),
+                                         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+                                         ({"response_format": {"type": "json_object"}}, "response_format")])
 def test_strict_mode_rejects_unsupported_parameters(strict: Server, extra: dict, param: str) -> None:
     key = strict.create_key()
     response = httpx.post(strict.url + "/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},

@@ -151,10 +151,10 @@ def test_a_client_disconnect_counts_the_tokens_generated(gateway: Gateway) -> No
                                            + record["completion_tokens"] * PRICES["completion"])
 
 
-def test_the_user_field_is_recorded_and_still_reported_as_ignored(gateway: Gateway) -> None:
+def test_the_user_field_is_recorded_with_the_usage(gateway: Gateway) -> None:
     secret, data = gateway.key()
     response = gateway.chat(secret, user="customer-7")
-    assert response.status_code == 200 and response.headers["x-inferd-ignored-params"] == "user"
+    assert response.status_code == 200 and "x-inferd-ignored-params" not in response.headers
     [record] = gateway.settled(data["hash"], 1)
     assert record["user_id"] == "customer-7" and record["engine"] == "llamacpp" and record["model"] == GEMMA
     assert record["ttft_ms"] > 0 and record["duration_ms"] >= record["ttft_ms"]

@@ -63,11 +63,11 @@ def _run(store: Store, tmp_path: Path, engine: ScriptedEngine | None, consume: A
     service = ChatService(gate._library, pool, gate, Settings(data_dir=tmp_path))  # type: ignore[arg-type]
     key, _ = store.run_write(insert_key, "k", {}, 0.0)
     chat = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 50,
-                               "stream": True})
+                               "stream": True, **({"user": user} if user else {})})
 
     async def go() -> None:
         try:
-            completion = await service.start(key, chat, user=user)
+            completion = await service.start(key, chat)
             await consume(completion)
         except Unavailable:
             pass

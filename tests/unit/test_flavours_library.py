@@ -67,7 +67,10 @@ def _lib(tmp_path: Path, entry: str):
 
 def test_an_openai_entry_defaults_to_what_its_flavour_sends(tmp_path: Path) -> None:
     spec = _lib(tmp_path, 'engine = "openai"\n[models.upstream]\nurl = "http://127.0.0.1:9/v1"\n').get("m")
-    assert spec.supported_parameters == ("temperature", "max_tokens", "top_p", "stream")
+    assert spec.supported_parameters == (
+        "temperature", "max_tokens", "top_p", "stream", "stop", "seed", "n", "logprobs", "top_logprobs",
+        "presence_penalty", "frequency_penalty", "logit_bias", "response_format", "tools", "tool_choice",
+        "parallel_tool_calls", "user")  # OpenAI's own fields: no ignore_eos, top_k, ...
     assert spec.upstream is not None and spec.upstream.flavour == "openai" and spec.upstream.api_key_env is None
     vllm = _lib(tmp_path, 'engine = "openai"\n[models.upstream]\nurl = "http://x/v1"\nflavour = "vllm"\n').get("m")
     assert "top_k" in vllm.supported_parameters and "repetition_penalty" in vllm.supported_parameters

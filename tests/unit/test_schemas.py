@@ -153,10 +153,10 @@ def test_modalities_image_only() -> None:
 
 
 def test_unknown_fields_listed_in_order() -> None:
-    chat = parse_chat_request({"foo": 1, "model": MODEL, "messages": USER, "n": 2, "temperature": 1,
-                               "stream": False, "logprobs": None})
-    assert chat.unknown == ("foo", "n", "logprobs")
-    assert chat.params == {"temperature": 1.0}
+    chat = parse_chat_request({"foo": 1, "model": MODEL, "messages": USER, "best_of": 2, "temperature": 1,
+                               "stream": False, "logprobs": None, "metadata": {}})
+    assert chat.unknown == ("foo", "best_of", "metadata")
+    assert chat.params == {"temperature": 1.0}  # logprobs: null is as if absent
 
 
 def test_envelope_fields_are_not_unknown() -> None:

@@ -9,7 +9,7 @@ import pytest
 from inferd.chat.params import API_DEFAULTS, enforce_policy, ignored_parameters, sampling
 from inferd.engines.base import Sampling
 from inferd.errors import ModelNotFound, UnsupportedParameter
-from inferd.library import SEED_SAMPLING, Library, ModelSpec, PackageSource, load_library
+from inferd.library import EXTRA_PARAMETERS, SEED_SAMPLING, Library, ModelSpec, PackageSource, load_library
 from inferd.settings import Settings, load_settings
 
 from ..conftest import GEMMA, QWEN
@@ -120,7 +120,7 @@ def test_packaged_library() -> None:
     assert qwen.filename == "qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf"
     assert qwen.context_length == 4096 and qwen.parallel == 8
     assert qwen.input_modalities == ("text",)
-    assert set(qwen.supported_parameters) == set(SEED_SAMPLING) | {"stream"}
+    assert set(qwen.supported_parameters) == set(SEED_SAMPLING) | {"stream"} | set(EXTRA_PARAMETERS)
     assert qwen.model_path(Path("/m")) == Path("/m/qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf")
     gemma = library.get(GEMMA)
     assert gemma.source is not None and len(gemma.source.packages) == 4
@@ -189,7 +189,7 @@ context_length = 512
     assert spec.file == model
     assert spec.parallel == 1
     assert spec.input_modalities == ("text",)
-    assert spec.supported_parameters == SEED_SAMPLING + ("stream",)
+    assert spec.supported_parameters == SEED_SAMPLING + ("stream",) + EXTRA_PARAMETERS  # all llama.cpp can send
     assert spec.defaults == {}
     assert spec.chat_template is None
 
@@ -224,7 +224,7 @@ def test_entry_needs_exactly_one_of_file_or_source(tmp_path: Path, location: str
 
 @pytest.mark.parametrize(
     "line",
-    ['supported_parameters = ["temperature", "presence_penalty"]',
+    ['supported_parameters = ["temperature", "best_of"]',
      'input_modalities = ["text", "audio"]',
      'defaults = { frequency_penalty = 0.5 }'],
     ids=["supported_parameters", "input_modalities", "defaults"],
@@ -235,7 +235,7 @@ def test_unknown_names_are_rejected(tmp_path: Path, line: str) -> None:
         load_library(path)
     message = str(caught.value)
     assert "odd" in message
-    assert any(name in message for name in ("presence_penalty", "audio", "frequency_penalty"))
+    assert any(name in message for name in ("best_of", "audio", "frequency_penalty"))
 
 
 def test_unknown_entry_key_is_a_clear_value_error(tmp_path: Path) -> None:

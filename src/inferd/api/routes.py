@@ -30,9 +30,9 @@ async def chat_completions(request: Request) -> Response:
     service: ChatService = state.service
     try:
         if chat.stream:
-            completion = await until_disconnect(request.receive, service.prepare(key, chat, user=request_user(body)))
+            completion = await until_disconnect(request.receive, service.prepare(key, chat))
             return await stream(request, completion, chat.include_usage, state.settings.sse_keepalive)
-        completion = await until_disconnect(request.receive, service.start(key, chat, user=request_user(body)))
+        completion = await until_disconnect(request.receive, service.start(key, chat))
     except ClientGone:
         return Response(status_code=499)
     try:
@@ -42,12 +42,6 @@ async def chat_completions(request: Request) -> Response:
     finally:
         await completion.aclose()  # idempotent; covers a body that never started
     return JSONResponse(body, headers=completion.headers)
-
-
-def request_user(body: Any) -> str | None:
-    """The request's top-level ``user`` string, recorded with its usage (still reported as ignored)."""
-    user = body.get("user") if isinstance(body, dict) else None
-    return user[:256] if isinstance(user, str) and user else None
 
 
 async def stream(request: Request, completion: Completion, include_usage: bool, patience: float) -> Response:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import InvalidRequest
+from .extras import EXTRA_FIELDS, check_together
 
 ROLES = ("system", "user", "assistant", "tool")
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -25,8 +26,13 @@ class ChatRequest:
     messages: list[dict[str, Any]]
     stream: bool = False
     include_usage: bool = False
-    params: dict[str, Any] = field(default_factory=dict)  # seed parameters the client gave
+    params: dict[str, Any] = field(default_factory=dict)  # seed parameters and OpenAI extras the client gave
     unknown: tuple[str, ...] = ()  # top-level fields outside the contract
+
+    @property
+    def user(self) -> str | None:
+        """The end user the client names (OpenAI's ``user``), for the usage record."""
+        return self.params.get("user")
 
     @property
     def modalities(self) -> set[str]:
@@ -95,6 +101,8 @@ SEED_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "chat_template_kwargs": template_kwargs,
 }
 
+FIELDS = {**SEED_FIELDS, **EXTRA_FIELDS}
+
 
 def parse_chat_request(body: Any) -> ChatRequest:
     if not isinstance(body, dict):
@@ -103,7 +111,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required: a model id from GET /api/v1/models.", param="model",
                              code="missing_required_parameter" if model is None else "invalid_type")
-    params = {name: check(name, body[name]) for name, check in SEED_FIELDS.items() if body.get(name) is not None}
+    params = {name: check(name, body[name]) for name, check in FIELDS.items() if body.get(name) is not None}
+    check_together(params)
     if body.get("max_completion_tokens") is not None:
         params.setdefault("max_tokens", integer(1)("max_completion_tokens", body["max_completion_tokens"]))
     return ChatRequest(
@@ -112,7 +121,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         stream=boolean("stream", body["stream"]) if body.get("stream") is not None else False,
         include_usage=_include_usage(body.get("stream_options")),
         params=params,
-        unknown=tuple(k for k in body if k not in SEED_FIELDS and k not in ENVELOPE),
+        unknown=tuple(k for k in body if k not in FIELDS and k not in ENVELOPE),
     )
 
 

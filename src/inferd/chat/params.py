@@ -16,6 +16,8 @@ API_DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.0,  # 1.0: no penalty
     "max_tokens": None,  # up to the context
     "reasoning_effort": "medium",  # seed: defaults to medium
+    "presence_penalty": 0.0,  # OpenAI: defaults to 0
+    "frequency_penalty": 0.0,  # OpenAI: defaults to 0
 }
 
 
@@ -46,4 +48,9 @@ def sampling(spec: ModelSpec, given: dict[str, Any]) -> Sampling:
         min_p=float(merged["min_p"]),
         repetition_penalty=float(merged["repetition_penalty"]),
         max_tokens=merged["max_tokens"],
+        seed=merged.get("seed"),
+        presence_penalty=float(merged["presence_penalty"]),
+        frequency_penalty=float(merged["frequency_penalty"]),
+        logit_bias=tuple(sorted((merged.get("logit_bias") or {}).items())),
+        ignore_eos=bool(merged.get("ignore_eos", False)),
     )

@@ -7,6 +7,7 @@ from typing import AsyncIterator, Callable
 
 from ..api.schemas import ChatRequest
 from ..engines.base import Delta, GenerationRequest, Usage
+from ..engines.flavours import FLAVOURS
 from ..engines.pool import EnginePool
 from ..errors import InvalidRequest
 from ..library import Library, ModelSpec
@@ -14,7 +15,9 @@ from ..provider.gate import Admission, Gate
 from ..provider.meter import Meter
 from ..settings import Settings
 from ..store import KeyRecord
-from .chunks import Envelope
+from .choices import acquire_places, release_places
+from .chunks import ChoiceBodies, Envelope
+from .extras import plan_extras
 from .media import MediaPreparer
 from .params import enforce_policy, honoured_parameters, ignored_parameters, sampling
 from .reasoning import ReasoningPlan, plan_reasoning
@@ -29,13 +32,13 @@ class ChatService:
         self._settings = settings
         self._media = MediaPreparer(settings)
 
-    async def start(self, key: KeyRecord, chat: ChatRequest, user: str | None = None) -> "Completion":
+    async def start(self, key: KeyRecord, chat: ChatRequest) -> "Completion":
         """Validate against the model, admit the key, start generating; errors raise before any output."""
-        completion = await self.prepare(key, chat, user)
+        completion = await self.prepare(key, chat)
         await completion.open()
         return completion
 
-    async def prepare(self, key: KeyRecord, chat: ChatRequest, user: str | None = None) -> "Completion":
+    async def prepare(self, key: KeyRecord, chat: ChatRequest) -> "Completion":
         """Validate against the model, admit the key and take its place; ``open()`` on the result starts
         generating."""
         spec = self._gate.model(key, chat.model)
@@ -45,28 +48,32 @@ class ChatService:
         plan, kwargs = plan_reasoning(spec.reasoning, spec.reasoning_budgets, spec.template_kwargs,
                                       honoured_parameters(spec, chat.params), spec.defaults)
         chosen = sampling(spec, chat.params)
-        admission = await self._gate.admit(key, spec, chat.messages, chosen.max_tokens, user)  # before any slot
+        extras = plan_extras(spec, honoured_parameters(spec, chat.params), FLAVOURS[spec.flavour].native)
+        admission = await self._gate.admit(key, spec, chat.messages, chosen.max_tokens, chat.user,
+                                           choices=extras.n)  # before any slot
         try:
             # before taking a slot: fetching may be slow
             media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
-            request = GenerationRequest(messages=media.messages if media else chat.messages, sampling=chosen,
-                                        chat_template_kwargs=kwargs, fit_tokens=chosen.max_tokens)
-            engine = self._pool.acquire(spec)
+            request = extras.request(GenerationRequest(messages=media.messages if media else chat.messages,
+                                                       sampling=chosen, chat_template_kwargs=kwargs,
+                                                       fit_tokens=chosen.max_tokens))
+            engine = acquire_places(self._pool, spec, extras.n)
         except BaseException as exc:
             admission.meter.on_error(exc)
             admission.settle(None)
             raise
-        deltas = ReasoningRun(engine, request, plan).deltas()
+        deltas = extras.choices().deltas(lambda r: ReasoningRun(engine, r, plan).deltas(), request)
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
         completion = Completion(Envelope(model=spec.id), deltas, names,
-                                lambda usage: self._finish(spec, admission, usage), admission.meter)
+                                lambda usage: self._finish(spec, admission, usage, extras.n), admission.meter,
+                                n=extras.n, logprobs=extras.logprobs is not None)
         completion.headers = {**_headers(ignored, plan), **admission.headers}
         if media and media.frames_per_video:
             completion.headers["X-Inferd-Video-Frames"] = ", ".join(map(str, media.frames_per_video))
         return completion
 
-    def _finish(self, spec: ModelSpec, admission: Admission, usage: Usage | None) -> None:
-        self._pool.release(spec)
+    def _finish(self, spec: ModelSpec, admission: Admission, usage: Usage | None, places: int = 1) -> None:
+        release_places(self._pool, spec, places)
         admission.settle(usage)
 
 
@@ -96,7 +103,8 @@ class Completion:
     headers: dict[str, str]
 
     def __init__(self, envelope: Envelope, deltas: AsyncIterator[Delta], reasoning_names: tuple[str, ...],
-                 on_done: Callable[[Usage | None], None], meter: Meter | None = None) -> None:
+                 on_done: Callable[[Usage | None], None], meter: Meter | None = None, *, n: int = 1,
+                 logprobs: bool = False) -> None:
         self.envelope = envelope
         self.meter = meter if meter is not None else Meter()  # what was generated, for usage if cut short
         self._deltas = deltas
@@ -104,6 +112,8 @@ class Completion:
         self._on_done: Callable[[Usage | None], None] | None = on_done
         self._first: Delta | None = None
         self._usage: Usage | None = None
+        self._n = n
+        self._logprobs = logprobs
 
     async def open(self) -> None:
         """Wait for the first delta (the queue and the prefill); an error here closes the completion."""
@@ -129,31 +139,25 @@ class Completion:
             await self.aclose()
 
     async def chunks(self, include_usage: bool) -> AsyncIterator[dict]:
-        yield self.envelope.chunk({"role": "assistant", "content": ""})
+        for index in range(self._n):
+            yield self.envelope.chunk({"role": "assistant", "content": ""}, index=index)
         async for delta in self._all():
-            if delta.reasoning and self._names:
-                yield self.envelope.chunk(dict.fromkeys(self._names, delta.reasoning))
-            if delta.content:
-                yield self.envelope.chunk({"content": delta.content})
+            for chunk in self.envelope.delta_chunks(delta, self._names):
+                yield chunk
             if delta.finish_reason is not None:
-                self._usage = delta.usage
-                yield self.envelope.chunk({}, delta.finish_reason)
+                self._usage = delta.usage or self._usage
+                yield self.envelope.chunk({}, delta.finish_reason, index=delta.index)
                 if include_usage and delta.usage is not None:
                     yield self.envelope.usage_chunk(delta.usage)
 
     async def body(self) -> dict:
-        content: list[str] = []
-        reasoning: list[str] = []
-        finish, usage = "stop", Usage(0, 0)
+        choices = ChoiceBodies(self._names, self._logprobs)
+        usage = Usage(0, 0)
         async for delta in self._all():
-            content.append(delta.content)
-            reasoning.append(delta.reasoning)
-            if delta.finish_reason is not None:
-                finish, usage = delta.finish_reason, delta.usage or usage
-                self._usage = usage
-        thought = "".join(reasoning) or None
-        extra = dict.fromkeys(self._names, thought)
-        return self.envelope.completion("".join(content), finish, usage, extra)
+            choices.add(delta)
+            if delta.finish_reason is not None and delta.usage is not None:
+                usage = self._usage = delta.usage
+        return self.envelope.completion_of(choices.choices(), usage)
 
     async def aclose(self) -> None:
         if self._on_done is None:

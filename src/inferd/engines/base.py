@@ -23,6 +23,21 @@ class Sampling:
     min_p: float
     repetition_penalty: float
     max_tokens: int | None  # None: until the context is full
+    # the OpenAI extras (defaults: off)
+    seed: int | None = None  # None: a random seed per request
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias in [-100, 100]); -100 bans the token
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What the output must match: a grammar (GBNF, which llama.cpp reads and xgrammar's EBNF accepts),
+    and the same constraint as a JSON schema where it is one (servers that take a schema use it)."""
+
+    grammar: str
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,20 @@ class GenerationRequest:
     # completion tokens the prompt must leave room for (the client's max_tokens), checked before
     # generating; a phase of a longer generation may stop earlier (sampling.max_tokens)
     fit_tokens: int | None = None
+    stop: tuple[str, ...] = ()  # the engine ends the generation at any of these (they are not output)
+    logprobs: int | None = None  # None: no logprobs; k: the sampled token's logprob and the k most likely
+    constraint: Constraint | None = None  # grammar-constrained output (response_format, forced tool calls)
+    # tool definitions the chat template renders into the prompt; the engine's own tool handling stays off
+    template_tools: tuple[dict[str, Any], ...] = ()
+    # OpenAI fields an upstream that handles them itself gets as the client sent them (tools, tool_choice,
+    # parallel_tool_calls, response_format): flavours that are ``native``
+    native: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def template_kwargs(self) -> dict[str, Any]:
+        """What the chat template renders with: the request's kwargs and the tool definitions."""
+        tools = {"tools": list(self.template_tools)} if self.template_tools else {}
+        return {**self.chat_template_kwargs, **tools}
 
 
 @dataclass(frozen=True)
@@ -51,11 +80,34 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One output token in OpenAI's logprobs shape; ``top`` holds (token, logprob, bytes), most likely first."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call, in OpenAI's stream shape: id and name once, arguments in pieces."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Delta:
     content: str = ""
     reasoning: str = ""  # set by the reasoning layer above the engine, never by an engine
-    finish_reason: str | None = None  # "stop" | "length" on the last delta
+    finish_reason: str | None = None  # "stop" | "length" | "tool_calls" on the last delta
     usage: Usage | None = None  # on the last delta
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens of this delta, when asked for
+    tool_calls: tuple[ToolCallDelta, ...] = ()  # from an upstream that parses calls itself, or inferd's parser
+    index: int = 0  # the choice this delta belongs to (n > 1)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ of slack. Only when that bound does not fit, or the messages hold images, is the
 
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable, Callable
 
 from ..errors import ContextLengthExceeded
@@ -15,6 +16,7 @@ from ..errors import ContextLengthExceeded
 # messages, chat_template_kwargs -> prompt tokens (what the engine would feed the model)
 Count = Callable[[list[dict[str, Any]], dict[str, Any]], Awaitable[int]]
 SLACK_PER_MESSAGE = 4  # a word-boundary token per message, and template kwargs that add a marker
+TOOLS_PREAMBLE = 512  # bytes: an upper bound on what a template writes around tool definitions
 
 
 class ContextFit:
@@ -28,6 +30,8 @@ class ContextFit:
         """ContextLengthExceeded (400, param ``messages``) if the prompt and ``max_tokens`` do not fit."""
         base, per_message = await self._template_overhead()
         text_bytes = sum(len(_text(m).encode()) for m in messages)
+        if kwargs.get("tools"):  # the definitions, and the template's words around them
+            text_bytes += len(json.dumps(kwargs["tools"]).encode()) + TOOLS_PREAMBLE
         media = any(isinstance(m.get("content"), list) for m in messages)
         if not media and base + per_message * len(messages) + text_bytes + max_tokens <= self._limit:
             return

@@ -9,21 +9,31 @@ plain OpenAI-compatible server takes none of them. A flavour names what it can s
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from ..errors import APIError, ContextLengthExceeded, InvalidRequest
-from .base import GenerationRequest, Sampling
+from .base import Constraint, GenerationRequest, Sampling, TokenLogprob, ToolCallDelta
 from .upstream import Refusal, standard_refusal
 
 CORE = ("temperature", "top_p", "max_tokens", "stream")
 SEED_SAMPLING = ("temperature", "max_tokens", "top_p", "top_k", "min_p", "repetition_penalty", "stream")
 LLAMACPP_SAMPLERS = ["penalties", "temperature", "top_k", "top_p", "min_p"]  # the OpenAI/HF order
+# handled above the engine for every flavour: n is a fan-out, user goes to the usage record
+ABOVE_ENGINE = ("n", "user")
+# OpenAI's own request fields beyond the core
+OPENAI_EXTRAS = ("stop", "seed", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "logit_bias",
+                 "response_format", "tools", "tool_choice", "parallel_tool_calls")
+ALL_EXTRAS = OPENAI_EXTRAS + ABOVE_ENGINE + ("ignore_eos",)
 
 
 class Flavour:
     name: ClassVar[str]
-    sends: ClassVar[tuple[str, ...]] = SEED_SAMPLING
+    sends: ClassVar[tuple[str, ...]] = SEED_SAMPLING + ALL_EXTRAS
     continues: ClassVar[bool] = True  # can continue an unfinished assistant turn (reasoning budgets need it)
+    # the server handles tools and response_format itself (they go as sent, its tool_calls come back);
+    # otherwise inferd renders tools through the chat template, constrains with a grammar and parses
+    native: ClassVar[bool] = False
 
     def body(self, request: GenerationRequest, model: str | None, context_length: int) -> dict[str, Any]:
         body: dict[str, Any] = {"messages": [flatten(m) for m in request.messages], "stream": True,
@@ -31,12 +41,51 @@ class Flavour:
                                                                                           context_length)}
         if model:
             body["model"] = model
-        if request.chat_template_kwargs:
-            body["chat_template_kwargs"] = request.chat_template_kwargs
+        kwargs = request.template_kwargs
+        if kwargs:
+            body["chat_template_kwargs"] = kwargs
         if request.continue_message is not None:
             body["messages"] = [*body["messages"], request.continue_message]
             body.update(self.continuation())
+        body.update(self.extras(request))
+        if request.constraint is not None:
+            body.update(self.constrain(request.constraint))
         return body
+
+    def extras(self, request: GenerationRequest) -> dict[str, Any]:
+        """The OpenAI extras under OpenAI's names (what a server that takes them as OpenAI does gets)."""
+        s = request.sampling
+        fields: dict[str, Any] = {"stop": list(request.stop)} if request.stop else {}
+        if s.seed is not None:
+            fields["seed"] = s.seed
+        fields.update({k: v for k, v in (("presence_penalty", s.presence_penalty),
+                                         ("frequency_penalty", s.frequency_penalty)) if v})
+        if s.logit_bias:
+            fields["logit_bias"] = {str(token): bias for token, bias in s.logit_bias}
+        if request.logprobs is not None:
+            fields.update(logprobs=True, top_logprobs=request.logprobs)
+        if s.ignore_eos and "ignore_eos" in self.sends:
+            fields["ignore_eos"] = True
+        return {**fields, **request.native}
+
+    def constrain(self, constraint: Constraint) -> dict[str, Any]:
+        """How the server is told to follow a grammar."""
+        raise NotImplementedError(f"the {self.name} flavour cannot constrain output with a grammar")
+
+    def token_logprobs(self, raw: dict[str, Any] | None, top: int | None) -> tuple[TokenLogprob, ...]:
+        """``choices[].logprobs`` of a stream chunk in OpenAI's shape, as inferd's tokens."""
+        if not raw or top is None:
+            return ()
+        return tuple(_token(entry, "logprob", "top_logprobs", top) for entry in raw.get("content") or ())
+
+    def tool_calls(self, delta: dict[str, Any]) -> tuple[ToolCallDelta, ...]:
+        """``delta.tool_calls`` of a stream chunk (servers that parse calls themselves)."""
+        calls = []
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            calls.append(ToolCallDelta(index=int(call.get("index") or 0), id=call.get("id"), name=function.get("name"),
+                                       arguments=function.get("arguments") or ""))
+        return tuple(calls)
 
     def sampling(self, s: Sampling, context_length: int) -> dict[str, Any]:
         fields: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p}
@@ -53,11 +102,12 @@ class Flavour:
 
 
 class OpenAIFlavour(Flavour):
-    """Any OpenAI-compatible server: only the OpenAI core is sent."""
+    """Any OpenAI-compatible server: the OpenAI core and OpenAI's own extras, under their names."""
 
     name = "openai"
-    sends = CORE
+    sends = CORE + OPENAI_EXTRAS + ABOVE_ENGINE
     continues = False
+    native = True
 
 
 class VllmFlavour(Flavour):
@@ -84,16 +134,24 @@ class VllmFlavour(Flavour):
             return standard(status, error)
         return refuse
 
+    def constrain(self, constraint: Constraint) -> dict[str, Any]:
+        # vLLM >= 0.10.2 (structured outputs; xgrammar reads GBNF); older vLLM named it guided_grammar
+        return {"structured_outputs": {"grammar": constraint.grammar}}
+
 
 class SglangFlavour(VllmFlavour):
     name = "sglang"
 
+    def constrain(self, constraint: Constraint) -> dict[str, Any]:
+        return {"ebnf": constraint.grammar}  # SGLang's grammar field (xgrammar backend)
+
 
 class InferdFlavour(Flavour):
-    """Another inferd: the seed's own names."""
+    """Another inferd: the seed's own names, and the extras as inferd takes them."""
 
     name = "inferd"
     continues = False
+    native = True
 
     def sampling(self, s: Sampling, context_length: int) -> dict[str, Any]:
         return {**super().sampling(s, context_length), "top_k": s.top_k, "min_p": s.min_p,
@@ -106,11 +164,12 @@ class LlamaCppFlavour(Flavour):
     name = "llamacpp"
 
     def sampling(self, s: Sampling, context_length: int) -> dict[str, Any]:
+        penalised = s.repetition_penalty != 1.0 or s.presence_penalty or s.frequency_penalty
         return {
             "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
             "repeat_penalty": s.repetition_penalty,
             # the whole context (prompt included) is the penalty window, not llama.cpp's 64 tokens
-            "repeat_last_n": context_length if s.repetition_penalty != 1.0 else 0,
+            "repeat_last_n": context_length if penalised else 0,
             "n_predict": s.max_tokens if s.max_tokens is not None else -1,
             "samplers": LLAMACPP_SAMPLERS,
             "reasoning_format": "none",  # raw text: inferd's reasoning layer parses it, the same for every family
@@ -118,6 +177,25 @@ class LlamaCppFlavour(Flavour):
 
     def continuation(self) -> dict[str, Any]:
         return {"continue_final_message": "content", "add_generation_prompt": False}
+
+    def extras(self, request: GenerationRequest) -> dict[str, Any]:
+        fields = super().extras(request)
+        fields.pop("logprobs", None)
+        fields.pop("top_logprobs", None)
+        if request.logprobs is not None:  # of the sampled distribution; llama.cpp sends none for 0, so ask for 1
+            fields.update(n_probs=max(request.logprobs, 1), post_sampling_probs=True)
+        if request.sampling.logit_bias:  # -100 bans the token outright (llama.cpp: false)
+            fields["logit_bias"] = [[t, False if b <= -100 else b] for t, b in request.sampling.logit_bias]
+        return fields
+
+    def constrain(self, constraint: Constraint) -> dict[str, Any]:
+        return {"grammar": constraint.grammar}
+
+    def token_logprobs(self, raw: dict[str, Any] | None, top: int | None) -> tuple[TokenLogprob, ...]:
+        if not raw or top is None:
+            return ()
+        return tuple(_token(entry, "prob", "top_probs", top) if "prob" in entry else
+                     _token(entry, "logprob", "top_logprobs", top) for entry in raw.get("content") or ())
 
     def refusal(self, name: str) -> Refusal:
         standard = standard_refusal(name)
@@ -135,6 +213,19 @@ class LlamaCppFlavour(Flavour):
 
 FLAVOURS: dict[str, type[Flavour]] = {f.name: f for f in (OpenAIFlavour, VllmFlavour, SglangFlavour, InferdFlavour,
                                                           LlamaCppFlavour)}
+
+
+def _token(entry: dict[str, Any], key: str, top_key: str, top: int) -> TokenLogprob:
+    """One token's entry; ``prob`` entries (llama.cpp's post-sampling probabilities) become logprobs."""
+    def value(item: dict[str, Any]) -> float:
+        v = float(item.get(key) or 0.0)
+        return (math.log(v) if v > 0 else -9999.0) if key == "prob" else v
+
+    def text_bytes(item: dict[str, Any]) -> tuple[int, ...]:
+        return tuple(item.get("bytes") or item.get("token", "").encode())
+
+    alternatives = tuple((a.get("token", ""), value(a), text_bytes(a)) for a in (entry.get(top_key) or ())[:top])
+    return TokenLogprob(token=entry.get("token", ""), logprob=value(entry), bytes=text_bytes(entry), top=alternatives)
 
 
 def flatten(message: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 from ..errors import APIError, EngineFailure, Unavailable
 from ..library import ModelSpec
 from .base import Capabilities, Delta, EngineStatus, GenerationRequest, Usage
-from .flavours import Flavour
+from .flavours import Flavour, OpenAIFlavour
 from .upstream import Upstream
 
 class HTTPEngine:
@@ -44,7 +44,8 @@ class HTTPEngine:
         body = self._flavour.body(request, self._model_name, self.capabilities.context_length)
         try:
             await self.check(request)
-            async for delta in deltas(self._upstream.chunks(self.chat_url, body, self._refusal)):
+            async for delta in deltas(self._upstream.chunks(self.chat_url, body, self._refusal), self._flavour,
+                                      request.logprobs):
                 yield delta
         except APIError as exc:
             if exc.status < 500:  # the request's own fault: nothing to explain
@@ -63,7 +64,8 @@ class HTTPEngine:
         await self._upstream.close()
 
 
-async def deltas(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Delta]:
+async def deltas(chunks: AsyncIterator[dict[str, Any]], flavour: Flavour = OpenAIFlavour(),
+                 top_logprobs: int | None = None) -> AsyncIterator[Delta]:
     """OpenAI stream chunks as deltas; the last one carries the finish reason and usage."""
     finish: str | None = None
     usage: Usage | None = None
@@ -71,9 +73,13 @@ async def deltas(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Delta]:
     async for chunk in chunks:
         for choice in chunk.get("choices") or ():
             finish = choice.get("finish_reason") or finish
-            if text := (choice.get("delta") or {}).get("content"):
-                pieces += 1
-                yield Delta(content=text)
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            logprobs = flavour.token_logprobs(choice.get("logprobs"), top_logprobs)
+            calls = flavour.tool_calls(delta) if flavour.native else ()
+            if text or logprobs or calls:
+                pieces += 1 if text else 0
+                yield Delta(content=text, logprobs=logprobs, tool_calls=calls)
         if chunk.get("usage"):
             usage = parse_usage(chunk["usage"])
     if finish is None:

@@ -44,6 +44,7 @@ class LlamaCppEngine(ManagedEngine):
         self._settings = settings
         self._model_path: Path | None = None
         self._fit = ContextFit(spec.context_length, self._count_prompt_tokens, self._count_input_tokens)
+        self._vocab_size: int | None = None
         if spec.context_length * spec.parallel % CONTEXT_PAD:
             raise ModelSourceError(  # llama.cpp would pad it, and then a slot would hold more than advertised
                 f"model '{spec.id}': llama.cpp needs context_length x parallel to be a multiple of {CONTEXT_PAD} "
@@ -72,14 +73,30 @@ class LlamaCppEngine(ManagedEngine):
             "chat_template": spec.chat_template, "debug": settings.log_level == "debug",
             "http_threads": spec.parallel + settings.max_queue + SPARE_CONNECTIONS,
             "prompt_cache_mib": settings.prompt_cache_mib,
+            # reproducible: one token per forward pass, so every token's logits come from the same kernels
+            # whatever else is in flight and whatever the prompt cache holds (llama.cpp picks a different
+            # matmul kernel for one row than for several)
+            "ubatch": 1 if spec.reproducible else None,
         }
         return ChildSpec(name=spec.id, argv=(sys.executable, "-m", "inferd.engines.llamacpp_child", "{port}"),
                          env={KEY_ENV: self._key, CONFIG_ENV: json.dumps(config)}, start_timeout=600.0)
 
     async def check(self, request: GenerationRequest) -> None:
+        if request.sampling.logit_bias:
+            await self._check_tokens([token for token, _ in request.sampling.logit_bias])
         if request.fit_tokens is not None and request.continue_message is None:
             messages = [flatten(m) for m in request.messages]
-            await self._fit.check(messages, request.fit_tokens, request.chat_template_kwargs)
+            await self._fit.check(messages, request.fit_tokens, request.template_kwargs)
+
+    async def _check_tokens(self, tokens: list[int]) -> None:
+        """logit_bias names token ids of this model's vocabulary."""
+        if self._vocab_size is None:
+            listed = (await self._upstream.get(self.base_url + "/v1/models")).json()
+            self._vocab_size = int(listed["data"][0]["meta"]["n_vocab"])
+        for token in tokens:
+            if token >= self._vocab_size:
+                raise InvalidRequest(f"'logit_bias' names token {token}, but model '{self._spec.id}' has "
+                                     f"{self._vocab_size} tokens (ids 0 to {self._vocab_size - 1}).", param="logit_bias")
 
     async def _count_prompt_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> int:
         body = {"content": await self.render_prompt(messages, kwargs), "add_special": True, "parse_special": True}

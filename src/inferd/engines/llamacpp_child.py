@@ -47,6 +47,8 @@ def params(xllamacpp: Any, config: dict[str, Any], port: int, key: str) -> Any:
         p.chat_template = config["chat_template"]
     if config["mmproj"]:
         p.mmproj.path = config["mmproj"]
+    if config.get("ubatch"):
+        p.n_ubatch = config["ubatch"]  # 1: every forward pass holds one token (reproducible mode)
     return p
 
 

@@ -105,7 +105,7 @@ class VllmEngine(ManagedEngine):
         context's end (finish_reason ``length``), as llama.cpp does."""
         if request.fit_tokens is not None and request.continue_message is None:
             messages = [flatten(m) for m in request.messages]
-            await self._fit.check(messages, request.fit_tokens, request.chat_template_kwargs)
+            await self._fit.check(messages, request.fit_tokens, request.template_kwargs)
 
     async def _count_tokens(self, messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> int:
         """Prompt tokens as vLLM renders and tokenizes these messages (``POST /tokenize``)."""

@@ -53,9 +53,9 @@ class Gate:
         return visible_spec(key, self._library, model_id)
 
     async def admit(self, key: KeyRecord, spec: ModelSpec, messages: list[dict[str, Any]],
-                    max_tokens: int | None, user: str | None) -> "Admission":
+                    max_tokens: int | None, user: str | None, choices: int = 1) -> "Admission":
         now = self._clock.now()
-        tokens = reserved_tokens(messages, max_tokens, spec.context_length)
+        tokens = reserved_tokens(messages, max_tokens, spec.context_length, choices)
         ticket = Ticket(request_id=uuid.uuid4().hex, key=key, model=spec.id, engine=spec.engine, admitted_at=now,
                         reserved_tokens=tokens, reserved_cost=spec.pricing.reservation(tokens), user=user)
         period = key_period(key.limit_reset)

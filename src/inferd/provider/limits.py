@@ -42,12 +42,15 @@ def text_bytes(messages: list[dict[str, Any]]) -> tuple[int, bool]:
     return size, media
 
 
-def reserved_tokens(messages: list[dict[str, Any]], max_tokens: int | None, context_length: int) -> int:
-    """An upper bound of the tokens a request can use: a token covers at least one byte of text."""
+def reserved_tokens(messages: list[dict[str, Any]], max_tokens: int | None, context_length: int,
+                    choices: int = 1) -> int:
+    """An upper bound of the tokens a request can use: a token covers at least one byte of text; with
+    ``n`` choices the prompt is counted once and each further choice can write ``max_tokens`` more."""
     size, media = text_bytes(messages)
+    more = (choices - 1) * (context_length if max_tokens is None else max_tokens)
     if max_tokens is None or media:
-        return context_length
-    return min(context_length, TEMPLATE_TOKENS + MESSAGE_TOKENS * len(messages) + size + max_tokens)
+        return context_length + more
+    return min(context_length, TEMPLATE_TOKENS + MESSAGE_TOKENS * len(messages) + size + max_tokens) + more
 
 
 def estimated_prompt_tokens(messages: list[dict[str, Any]]) -> int:

@@ -23,7 +23,7 @@ class Meter:
         self.error: str | None = None  # the error code that ended it, if one did
 
     def on_delta(self, delta: Delta) -> None:
-        if delta.content or delta.reasoning:
+        if delta.content or delta.reasoning or delta.tool_calls:
             self.deltas += 1
             self.reasoning_deltas += bool(delta.reasoning)
             if self.first_at is None:

@@ -84,7 +84,7 @@ class ReasoningRun:
         async with aclosing(self._engine.generate(request)) as deltas:
             async for delta in deltas:
                 if delta.content:
-                    delta = self._delta(self._feed(delta.content, count=True))
+                    delta = replace(self._delta(self._feed(delta.content, count=True)), logprobs=delta.logprobs)
                 yield delta
 
     async def _end(self, last: Delta | None, first: Delta | None) -> AsyncIterator[Delta]:
