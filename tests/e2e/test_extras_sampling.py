@@ -12,18 +12,7 @@ import pytest
 from gguf import GGUFReader
 
 from ..conftest import QWEN
-
-
-@pytest.fixture()
-def client(client: openai.OpenAI) -> openai.OpenAI:
-    """The session's client, patient: on a busy 2-core machine a few dozen tokens can take minutes."""
-    return client.with_options(timeout=900)
-
-
-@pytest.fixture()
-def http(http: httpx.Client) -> httpx.Client:
-    http.timeout = httpx.Timeout(900)
-    return http
+from .patient import client, http  # noqa: F401 (fixtures)
 
 
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]

@@ -87,6 +87,8 @@ class VllmEngine(ManagedEngine):
                 "--pipeline-parallel-size", str(options.pipeline_parallel_size),
                 "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens
                 "--generation-config", "vllm",  # inferd sends every sampling field; no model-side defaults
+                # logprobs of the distribution sampled from (after penalties, temperature, top-k/p), as llama.cpp
+                "--logprobs-mode", "processed_logprobs",
                 "--disable-uvicorn-access-log"]
         if options.gpu_memory_utilization is not None:
             args += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
