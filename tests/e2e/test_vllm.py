@@ -202,7 +202,12 @@ def test_a_client_that_goes_away_frees_the_slot(srv: Server, key: str, engine: E
     headers = {"Authorization": f"Bearer {key}"}
     with ThreadPoolExecutor(1) as pool, httpx.Client(base_url=srv.url, headers=headers, timeout=300) as http:
         with http.stream("POST", "/api/v1/chat/completions", json={"model": MODEL, **LONG}) as running:
-            assert next(line for line in running.iter_lines() if '"content":"' in line and '"role"' not in line)
+            # the line iterator is kept: a discarded one is closed at once, and closing it closes httpx's
+            # connection (httpcore drops a connection whose response was not read to the end); the client
+            # would have left right here, and the queued request would run at once
+            lines = running.iter_lines()
+            assert next(line for line in lines if '"content":"' in line and '"role"' not in line)
+            # the client stays connected and reads nothing more: the long one keeps the slot
             queued = pool.submit(post, srv, key, {"messages": HELLO, "max_tokens": 3, "temperature": 0, **PLAIN})
             # usually queued in vLLM within a second; on a loaded machine it may still be on its way: either
             # way it cannot finish before the long one leaves the only slot
@@ -247,7 +252,7 @@ def test_openai_kind_gives_what_vllm_gives_directly(gateway: Server, gateway_key
 
 def test_openai_kind_maps_upstream_errors(gateway: Server, gateway_key: str) -> None:
     refused = post(gateway, gateway_key, {"messages": HELLO, "max_tokens": 2000}, model="via-openai")
-    error = assert_error(refused, 400, "invalid_request_error", None, "upstream_refused")
+    error = assert_error(refused, 400, "invalid_request_error", "max_tokens", "upstream_refused")  # vLLM's param
     assert "max_model_len" in error["message"]  # the upstream's own words
     too_long = post(gateway, gateway_key, {"messages": [{"role": "user", "content": "word " * 1500}]},
                     model="via-openai")
