@@ -194,6 +194,57 @@ def test_budgets_hold_per_effort_and_thinking_off_reasons_not(srv: Server, key: 
     assert spent["none"] == 0
 
 
+# -- the OpenAI extras on vLLM: inferd renders the tools, constrains with a grammar, parses the calls -------------
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}},
+                   "required": ["city"], "additionalProperties": False}}}
+ANSWER = {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": {
+    "type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
+    "additionalProperties": False}}}
+TEN = [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}]
+
+
+def test_a_required_tool_call_and_a_json_schema(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, tools=[WEATHER], tool_choice="required", temperature=0,
+                                           max_tokens=40, extra_body=PLAIN,
+                                           messages=[{"role": "user", "content": "Weather in Paris?"}])
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls, choice
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.id  # type: ignore[union-attr]
+    assert set(json.loads(call.function.arguments)) == {"city"}  # type: ignore[union-attr]
+    answer = client.chat.completions.create(model=MODEL, response_format=ANSWER, temperature=0,  # type: ignore[arg-type]
+                                            max_tokens=30, extra_body=PLAIN,
+                                            messages=[{"role": "user", "content": "What is 2 + 3?"}])
+    assert isinstance(json.loads(answer.choices[0].message.content or "")["answer"], int)
+
+
+def test_stop_n_and_logprobs(client: openai.OpenAI) -> None:
+    stopped = client.chat.completions.create(model=MODEL, messages=TEN, max_tokens=30, temperature=0, stop=[" 5"],
+                                             extra_body=PLAIN)
+    text = stopped.choices[0].message.content or ""
+    assert stopped.choices[0].finish_reason == "stop" and " 5" not in text and "4" in text
+    two = client.chat.completions.create(model=MODEL, messages=TEN, max_tokens=6, temperature=1.5, seed=11, n=2,
+                                         extra_body=PLAIN)
+    assert [c.index for c in two.choices] == [0, 1] and all(c.message.content for c in two.choices)
+    assert two.usage is not None and 2 <= two.usage.completion_tokens <= 12
+    probed = client.chat.completions.create(model=MODEL, messages=TEN, max_tokens=4, temperature=1, seed=5,
+                                            logprobs=True, top_logprobs=2, extra_body=PLAIN)
+    tokens = probed.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert tokens and len(tokens) == probed.usage.completion_tokens  # type: ignore[union-attr]
+    assert "".join(t.token for t in tokens) == probed.choices[0].message.content
+    for token in tokens:
+        assert token.logprob <= 0 and 1 <= len(token.top_logprobs) <= 2
+        assert [t.logprob for t in token.top_logprobs] == sorted((t.logprob for t in token.top_logprobs), reverse=True)
+    greedy = client.chat.completions.create(model=MODEL, messages=TEN, max_tokens=4, temperature=0, logprobs=True,
+                                            top_logprobs=2, extra_body=PLAIN)
+    # greedy: every token is the most likely one (vLLM reports the distribution greedy picked from, not
+    # llama.cpp's certain 0.0: see README, Logprobs)
+    assert all(t.top_logprobs[0].token == t.token for t in greedy.choices[0].logprobs.content)  # type: ignore[union-attr]
+
+
 # -- cancellation ---------------------------------------------------------------------------------------------
 
 def test_a_client_that_goes_away_frees_the_slot(srv: Server, key: str, engine: Engine) -> None:

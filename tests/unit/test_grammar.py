@@ -82,3 +82,23 @@ def test_text_constrains_nothing_and_json_object_takes_any_object() -> None:
 
 def test_literals_escape_quotes_backslashes_and_newlines() -> None:
     assert literal('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}, "b": {"type": ["integer", "null"]}},
+     "required": ["a"]},
+    {"type": "object", "additionalProperties": {"type": "number"}},
+    {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}], "maxItems": 2}, {}, True,
+])
+def test_vllms_grammar_backend_takes_the_grammars(schema) -> None:
+    """vLLM's default backend (xgrammar) parses what inferd writes; where it cannot, vLLM falls back to
+    llguidance, which does not let a literal match a special token such as Qwen's <tool_call>. Runs where
+    the vllm extra is installed (make test under CI, or VLLM=1)."""
+    xgrammar = pytest.importorskip("xgrammar")
+    from inferd.chat.grammar import Grammar
+    from inferd.chat.tools.policies import TaggedJson
+
+    xgrammar.Grammar.from_ebnf(schema_grammar(schema))
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema if isinstance(schema, dict) and
+                                             schema.get("type") == "object" else {"type": "object"}}}
+    xgrammar.Grammar.from_ebnf(TaggedJson().grammar([tool], None, True, Grammar()))

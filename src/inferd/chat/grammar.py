@@ -25,7 +25,9 @@ ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", 
 KEYWORDS = {"type", "enum", "const", "properties", "required", "additionalProperties", "items", "prefixItems",
             "minItems", "maxItems", "minLength", "maxLength", "format", "anyOf", "allOf", "$ref", "uniqueItems"}
 MAX_ITEMS = 256  # an upper bound the grammar can hold for minItems/maxItems/minLength/maxLength
-CALL_WS = r'| " " | "\n" [ ]{0,16}'  # bounded: a small model cannot loop on whitespace forever
+# bounded: a small model cannot loop on whitespace forever; written without an empty alternative, which
+# llama.cpp takes but xgrammar (vLLM's grammar backend) refuses
+CALL_WS = r'( " " | "\n" [ ]{0,16} )?'
 
 PRIMITIVES = {
     "ws": CALL_WS,
