@@ -43,7 +43,9 @@ from tests.vllm_access import Engine, find_engine  # noqa: E402
 MODEL = "qwen-bench"
 PACKAGED = "qwen2.5-coder-0.5b-instruct"
 # what inferd's vllm flavour sends for a temperature-0 request with the API defaults
-VLLM_SAMPLING = {"top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+VLLM_SAMPLING = {"top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "ignore_eos": True}
+# every request writes exactly max_tokens, so every target does equal work
+INFERD_FIELDS = {"ignore_eos": True}
 
 
 def entry(engine: str, parallel: int, context: int) -> str:
@@ -108,7 +110,7 @@ def measure_vllm(args: argparse.Namespace, prompts: PromptFactory) -> tuple[list
         engine: Engine = find_engine(srv.url, MODEL)
         pid = srv.process.pid
         streams = {
-            "inferd→vLLM": make_http_stream(client, srv.url + "/api/v1/chat/completions", key, MODEL, {}),
+            "inferd→vLLM": make_http_stream(client, srv.url + "/api/v1/chat/completions", key, MODEL, INFERD_FIELDS),
             "vLLM direct": make_http_stream(client, engine.url + "/v1/chat/completions", engine.key, MODEL,
                                             VLLM_SAMPLING),
         }
@@ -124,7 +126,7 @@ def measure_vllm(args: argparse.Namespace, prompts: PromptFactory) -> tuple[list
 
 def measure_llamacpp(args: argparse.Namespace, prompts: PromptFactory) -> list[LevelSummary]:
     with inferd("llamacpp", args) as (srv, key), http_client(max(args.levels)) as client:
-        stream = make_http_stream(client, srv.url + "/api/v1/chat/completions", key, MODEL, {})
+        stream = make_http_stream(client, srv.url + "/api/v1/chat/completions", key, MODEL, INFERD_FIELDS)
         assert stream(prompts.next(), 8).ok, "warm-up failed"
         return [level("inferd→llama.cpp", stream, c, args, prompts, srv.process.pid) for c in args.levels]
 
