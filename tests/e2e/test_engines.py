@@ -11,7 +11,7 @@ import time
 from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -43,13 +43,27 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
 
 
-def wait_until(predicate, timeout: float, what: str) -> None:
+def wait_until(predicate, timeout: float, what: str | Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
+
+
+def describe(pids: set[int]) -> dict[int, str]:
+    """State, parent and command line of those of ``pids`` still alive (for a failure message)."""
+    left = {}
+    for pid in sorted(p for p in pids if alive(p)):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        left[pid] = f"state {state}, ppid {ppid}: {cmdline[:120]}"
+    return left
 
 
 def child_pids(pid: int) -> set[int]:
@@ -160,7 +174,10 @@ def test_engines_die_with_the_api_even_on_sigkill(tmp_path: Path, models_dir: Pa
         assert len(below) >= 4  # a warden and an engine per model
         srv.process.kill()
         srv.process.wait()
-        wait_until(lambda: not any(alive(pid) for pid in below), 15, f"every engine process of {below} gone")
+        # the warden's stop takes its grace (5 s) at most; 30 s leaves room for a slow CI machine, and a
+        # failure says which processes were left and in what state
+        wait_until(lambda: not any(alive(pid) for pid in below), 30,
+                   lambda: f"every engine process of {below} gone; left: {describe(below)}")
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path, models_dir: Path, server: Server) -> None:
