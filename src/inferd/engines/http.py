@@ -6,6 +6,7 @@ how it starts and stops, and what it checks before sending (the context, for lla
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 from ..errors import APIError, EngineFailure, Unavailable
@@ -44,9 +45,12 @@ class HTTPEngine:
         body = self._flavour.body(request, self._model_name, self.capabilities.context_length)
         try:
             await self.check(request)
-            async for delta in deltas(self._upstream.chunks(self.chat_url, body, self._refusal), self._flavour,
-                                      request.logprobs):
-                yield delta
+            # closed here, at once, when this generation is closed (a client that left): left to the garbage
+            # collector, an unclosed stream would hold its pooled connection to the engine until collected
+            async with aclosing(self._upstream.chunks(self.chat_url, body, self._refusal)) as chunks, \
+                    aclosing(deltas(chunks, self._flavour, request.logprobs)) as stream:
+                async for delta in stream:
+                    yield delta
         except APIError as exc:
             if exc.status < 500:  # the request's own fault: nothing to explain
                 raise

@@ -19,6 +19,7 @@ import httpx
 from ..errors import APIError, EngineFailure, GatewayTimeout, InvalidRequest, Unavailable
 
 Refusal = Callable[[int, dict[str, Any]], APIError]  # status, error object -> what the client gets
+POOL_WAIT_S = 30.0  # the longest a request waits for a free connection to its engine
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class Upstream:
         self._timeouts = timeouts
         self._client = httpx.AsyncClient(
             headers=headers or {}, trust_env=False,
-            timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=60.0, pool=None),
+            # admission keeps generations within the pool; a pool that stays full is a fault, not a queue
+            timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=60.0, pool=POOL_WAIT_S),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
 
     async def chunks(self, url: str, body: dict[str, Any], refusal: Refusal) -> AsyncIterator[dict[str, Any]]:
