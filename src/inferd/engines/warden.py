@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Sequence
 
 from .procs import die_with_parent
 
+POLL_S = 0.2  # how often the warden looks at its engine and its stop flag
 PARENT_ENV = "INFERD_WARDEN_PARENT"  # inferd's pid: if the warden's parent is already another, inferd is gone
 
 
@@ -27,13 +29,15 @@ def main(argv: Sequence[str]) -> int:
     die_with_parent(signal.SIGTERM)
     if str(os.getppid()) != os.environ.get(PARENT_ENV, str(os.getppid())):
         return 1  # inferd died before the kernel could be told to signal us
-    stop = threading.Event()
+    # a plain flag, not a threading.Event: a signal handler that takes a lock the interrupted code
+    # holds (Event.wait holds the Event's) deadlocks; seen: a warden that never stopped its engine
+    stop = _Stop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop.request)
     threading.Thread(target=_watch_parent_pipe, args=(stop,), daemon=True).start()
     child = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
-    while child.poll() is None and not stop.wait(0.2):
-        pass
+    while child.poll() is None and not stop.requested:
+        time.sleep(POLL_S)
     if child.poll() is None:
         _stop_group(child, grace)
     _signal_group(child.pid, signal.SIGKILL)  # anything the engine left behind in its group
@@ -41,11 +45,20 @@ def main(argv: Sequence[str]) -> int:
     return code if code >= 0 else 128 - code
 
 
-def _watch_parent_pipe(stop: threading.Event) -> None:
+class _Stop:
+    """Set from a signal handler or the pipe watcher; read by the main loop. No lock anywhere."""
+
+    requested = False
+
+    def request(self, *_: object) -> None:
+        self.requested = True
+
+
+def _watch_parent_pipe(stop: _Stop) -> None:
     """inferd holds the other end of stdin; end of file means inferd is gone."""
     while os.read(sys.stdin.fileno(), 4096):
         pass
-    stop.set()
+    stop.request()
 
 
 def _stop_group(child: subprocess.Popen, grace: float) -> None:
