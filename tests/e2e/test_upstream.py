@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from ..conftest import QWEN, assert_error
+from ..extras_cases import ANSWER, WEATHER
 from ..harness import Server, free_port, library_server
 
 PEER_KEY = "peer-secret-key"
@@ -257,13 +258,6 @@ def test_upstream_timeouts_first_byte_and_idle(tmp_path: Path, models_dir: Path,
 # server (inferd renders the tools into the template, constrains with a grammar, parses the calls) --------
 
 UPSTREAMS = ("via-inferd", "via-llama")
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Get the current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}},
-                   "required": ["city"], "additionalProperties": False}}}
-ANSWER = {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": {
-    "type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
-    "additionalProperties": False}}}
 
 
 @pytest.mark.parametrize("model", UPSTREAMS)

@@ -21,6 +21,7 @@ import openai
 import pytest
 
 from ..conftest import assert_error
+from ..extras_cases import ANSWER, WEATHER
 from ..harness import Server, free_port, library_server
 from ..vllm_access import Engine, alive, engine_card, find_engine, process_tree, wait_for, wait_until
 from .vllm_support import BUDGETS, CONTEXT, MODEL, READY_S, require_vllm, upstream_entries, vllm_entry
@@ -196,13 +197,6 @@ def test_budgets_hold_per_effort_and_thinking_off_reasons_not(srv: Server, key: 
 
 # -- the OpenAI extras on vLLM: inferd renders the tools, constrains with a grammar, parses the calls -------------
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Get the current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}},
-                   "required": ["city"], "additionalProperties": False}}}
-ANSWER = {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": {
-    "type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
-    "additionalProperties": False}}}
 TEN = [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}]
 
 
