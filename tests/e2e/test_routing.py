@@ -26,7 +26,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from ..harness import Server, library_server
+from ..harness import Server, inferd, library_server
 from ..tiny_vlm import write_tiny_vlm
 
 SLOW_S = 30.0  # the slow stub's delay; its backend's first-byte timeout is 1 s
@@ -288,3 +288,8 @@ def test_a_slow_backend_opens_its_circuit_and_the_other_takes_the_load(fleet: Fl
     cards = backends(srv, "slow")
     assert fleet.slow_stub.completions == 2 and cards["slow"]["circuit_opened"] == 1  # nothing more went there
     assert cards["fast"]["served"] == len(results)
+    listing = inferd("models", "--library", str(srv.data_dir.parent / "library.toml"), "--host", "127.0.0.1",
+                     "--port", str(srv.port), env=srv.env).stdout
+    line = next(line for line in listing.splitlines() if line.strip().startswith("backend slow "))
+    assert "engine=openai" in line and "circuit=open" in line and "healthy=True" in line, listing
+    assert any(f"served={len(results)}" in line for line in listing.splitlines() if "backend fast " in line), listing
