@@ -18,6 +18,7 @@ from .auth import authenticate
 from .body import read_json
 from .keys import key_routes
 from .metrics import scrape
+from .openapi import openapi_json
 from .usage import usage_routes
 from .schemas import parse_chat_request
 from .sse import ClientGone, EventStreamResponse, events, until_disconnect, within
@@ -112,5 +113,6 @@ def routes() -> list[Route]:
             Route(f"{prefix}/models", list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
         ] + key_routes(prefix) + usage_routes(prefix)
-    return table + [Route("/health", health, methods=["GET"]), Route("/metrics", scrape, methods=["GET"])]
+    return table + [Route("/health", health, methods=["GET"]), Route("/metrics", scrape, methods=["GET"]),
+                    Route("/openapi.json", openapi_json, methods=["GET"])]
 
