@@ -1,7 +1,7 @@
 """Metrics at /metrics, X-Request-Id, JSON logs and access lines, against a real server on the tiny model.
 
 Metrics: scraped before and after a known set of requests (a success, a 400, a 429 from a key with
-an rpm limit, a stream); every counter must have moved by exactly those requests.
+an rpm limit, a 402 from a key with a token limit, a stream); every counter must have moved by exactly those requests.
 """
 
 from __future__ import annotations
@@ -66,7 +66,11 @@ def test_counters_move_by_exactly_the_requests_made(observed: Server) -> None:
     key = observed.create_key()
     limited = inferd("keys", "create", "--name", f"rpm-{secrets.token_hex(3)}", "--rpm", "1",
                      env=observed.env).stdout.strip().splitlines()[-1]
+    spent = inferd("keys", "create", "--name", f"quota-{secrets.token_hex(3)}", "--token-limit", "1",
+                   env=observed.env).stdout.strip().splitlines()[-1]
+    assert chat(observed, spent).status_code == 200  # uses up its token limit (before the first scrape)
     before = scrape(observed)
+    assert chat(observed, spent).status_code == 402
     assert chat(observed, key).status_code == 200
     assert chat(observed, key, temperature=3).status_code == 400
     assert chat(observed, limited).status_code == 200
@@ -82,6 +86,9 @@ def test_counters_move_by_exactly_the_requests_made(observed: Server) -> None:
     assert delta[series("inferd_requests_total", model_name=TINY, status="400")] == 1
     assert delta[series("inferd_requests_total", model_name=TINY, status="429")] == 1
     assert delta[series("inferd_rate_limit_rejections_total", model_name=TINY, reason="requests", status="429")] == 1
+    assert delta[series("inferd_requests_total", model_name=TINY, status="402")] == 1
+    assert delta[series("inferd_rate_limit_rejections_total", model_name=TINY, reason="insufficient_quota",
+                        status="402")] == 1
     # three generations of exactly 4 tokens each (ignore_eos), all ended by max_tokens
     assert delta[of_tiny("vllm:request_success_total", finished_reason="length")] == 3
     assert delta[of_tiny("vllm:generation_tokens_total")] == 12
