@@ -238,11 +238,31 @@ def test_playground_streams_a_reply_with_the_controls_set(tab: Tab, user_key: st
     page.click("text=Copy as curl")
     curl = page.locator("pre.snippet").inner_text()
     assert '"top_k": 7' in curl and "$INFERD_KEY" in curl and user_key not in curl
+    assert "Count from 1 to 40" in curl and '"role": "assistant"' not in curl  # the request just sent
     page.click("text=Copy as Python")
     python = page.locator("pre.snippet").inner_text()
     assert "temperature=0.3" in python and '"repetition_penalty": 1.1' in python and "extra_body=" in python
     compile(python, "snippet.py", "exec")
     tab.shot(artifacts, "playground")
+
+
+def test_bad_input_shows_the_reason(tab: Tab, user_key: str) -> None:
+    tab.sign_in(user_key)
+    page = tab.page
+    choose_model(page, QWEN)
+    page.fill('input[name="temperature"]', "5")  # refused in the page, before any request
+    page.fill('textarea[name="prompt"]', "hi")
+    page.click("#main form.composer button[type=submit]")
+    assert "temperature: 0 to 2" in page.locator("li.msg .error").last.inner_text()
+    page.fill('input[name="temperature"]', "")
+    page.click("text=More request fields (JSON)")
+    page.fill('textarea[name="extra"]', '{"top_k": 1000}')  # refused by the server: its 400 is shown
+    with page.expect_response(lambda r: r.url.endswith("/chat/completions")) as answer:
+        page.click("#main form.composer button[type=submit]")
+    assert answer.value.status == 400
+    error = page.locator("li.msg.assistant .error").last
+    error.wait_for()
+    assert error.inner_text().startswith("400") and "top_k" in error.inner_text()
 
 
 def test_reasoning_streams_into_its_own_panel(tab: Tab, user_key: str, artifacts: Path) -> None:

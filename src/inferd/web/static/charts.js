@@ -41,9 +41,11 @@ export function columnChart(title, points, format = formatNumber) {
     chart.append(svg("rect", { x, y: bottom - h, width: Math.max(1, slot * 0.7), height: h, class: "bar",
                                "data-label": p.label, "data-value": p.value },
       svg("title", {}, `${p.label}: ${format(p.value)}`)));
-    if (i % every === 0 || i === points.length - 1) {
-      chart.append(svg("text", { x: i * slot + slot / 2, y: bottom + 18, class: "tick", "text-anchor": "middle" },
-        p.label.slice(5)));
+    if ((points.length - 1 - i) % every === 0) { // regular ticks that always include the last day
+      const centre = i * slot + slot / 2;
+      const anchor = centre < 24 ? "start" : centre > WIDTH - 24 ? "end" : "middle";
+      const tx = anchor === "start" ? 0 : anchor === "end" ? WIDTH : centre;
+      chart.append(svg("text", { x: tx, y: bottom + 18, class: "tick", "text-anchor": anchor }, p.label.slice(5)));
     }
   });
   return chart;
@@ -59,13 +61,13 @@ export function barChart(title, points, format = formatNumber) {
     chart.append(svg("text", { x: WIDTH / 2, y: 24, class: "empty", "text-anchor": "middle" }, "no data"));
     return chart;
   }
-  const labelWidth = 170;
+  const labelWidth = 190;
   const room = WIDTH - labelWidth - 80;
   const max = Math.max(0, ...sorted.map((p) => p.value));
   sorted.forEach((p, i) => {
     const y = i * rowHeight + 8;
     const w = max > 0 ? (room * p.value) / max : 0;
-    chart.append(svg("text", { x: 0, y: y + 16, class: "label" }, svg("title", {}, p.label), shortLabel(p.label, 22)),
+    chart.append(svg("text", { x: 0, y: y + 16, class: "label" }, svg("title", {}, p.label), shortLabel(p.label, 20)),
       svg("rect", { x: labelWidth, y, width: Math.max(1, w), height: rowHeight - 10, class: "bar",
                     "data-label": p.label, "data-value": p.value },
         svg("title", {}, `${p.label}: ${format(p.value)}`)),

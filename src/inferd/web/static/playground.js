@@ -9,7 +9,7 @@ import { sseEvents } from "./sse.js";
 const MAX_ATTACHMENT_BYTES = 15 * 1024 * 1024; // the server takes bodies up to 20 MiB; base64 adds a third
 
 export function playgroundPage(root, who, { signOut }) {
-  const state = { cards: [], controls: null, history: [], attachments: [], abort: null };
+  const state = { cards: [], controls: null, history: [], attachments: [], abort: null, lastBody: null };
   const ui = build(state);
   root.append(ui.section);
   if (who.management) {
@@ -136,10 +136,17 @@ function requestBody(state, ui) {
            stream: true, stream_options: { include_usage: true } };
 }
 
+// The request the composer would send; with an empty composer, the last one sent
+function snippetBody(state, ui) {
+  const body = requestBody(state, ui);
+  const last = body.messages[body.messages.length - 1];
+  return (!last || last.role !== "user") && state.lastBody ? state.lastBody : body;
+}
+
 function copy(state, ui, render) {
   let text;
   try {
-    text = render(requestBody(state, ui));
+    text = render(snippetBody(state, ui));
   } catch (exc) {
     ui.copied.textContent = exc.message;
     return;
@@ -158,6 +165,7 @@ function copy(state, ui, render) {
 function newChat(state, ui) {
   if (state.abort) state.abort.abort();
   state.history = [];
+  state.lastBody = null;
   clear(ui.log);
   ui.snippet.hidden = true;
 }
@@ -192,6 +200,7 @@ async function send(state, ui) {
   setAttachments(state, ui, []);
   const view = replyView();
   ui.log.append(view.element);
+  state.lastBody = body;
   state.abort = new AbortController();
   ui.send.disabled = true;
   ui.stop.disabled = false;
