@@ -52,7 +52,10 @@ function build(state) {
       h("button", { type: "button", onclick: () => copy(state, ui, asCurl) }, "Copy as curl"),
       h("button", { type: "button", onclick: () => copy(state, ui, asPython) }, "Copy as Python")));
   const settings = h("aside", { className: "settings card", "aria-label": "Request settings" },
-    field("Model", ui.model), ui.controlsBox,
+    field("Model", ui.model),
+    // folded on a phone, so that the conversation is not below a screenful of controls
+    h("details", { className: "params", open: !window.matchMedia("(max-width: 720px)").matches },
+      h("summary", {}, "Parameters"), ui.controlsBox),
     h("details", {}, h("summary", {}, "System prompt"), field("System message", ui.system)),
     h("details", {}, h("summary", {}, "More request fields (JSON)"),
       field("Extra fields", ui.extra, "merged into the request body, e.g. seed, stop; unsupported ones come back in the ignored-params header")));
@@ -71,7 +74,7 @@ function chooseModel(state, ui) {
   const current = card(state, ui);
   if (!current) return;
   state.controls = controlsFor(current);
-  clear(ui.controlsBox).append(h("h2", {}, "Parameters"), state.controls.element);
+  clear(ui.controlsBox).append(state.controls.element);
   const media = (current.architecture.input_modalities || []).filter((m) => m === "image" || m === "video");
   ui.attachBox.hidden = !media.length;
   ui.files.accept = media.map((m) => `${m}/*`).join(",");
