@@ -312,6 +312,51 @@ def test_an_image_goes_to_the_vision_model(tab: Tab, user_key: str, artifacts: P
     tab.shot(artifacts, "playground-vision")
 
 
+def test_a_video_goes_to_the_vision_model(tab: Tab, user_key: str, tmp_path: Path, console: Server) -> None:
+    prompt = "What happens?"
+    plain = httpx.post(console.url + "/api/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {user_key}"},
+                       json={"model": VLM, "max_tokens": 2, "messages": [{"role": "user", "content": prompt}]})
+    text_only = plain.json()["usage"]["prompt_tokens"]
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(samples.video(20, 10))  # 2 s: 2 frames at the model's default 1 fps
+    tab.sign_in(user_key)
+    page = tab.page
+    choose_model(page, VLM)
+    page.set_input_files('input[name="attachments"]', str(clip))
+    page.wait_for_selector(".previews video")
+    page.fill('input[name="max_tokens"]', "2")
+    page.fill('textarea[name="prompt"]', prompt)
+    body, reply = chat_request(page)
+    part = body["messages"][0]["content"][1]
+    assert part["type"] == "video_url" and part["video_url"]["url"].startswith("data:video/mp4;base64,")
+    assert stat(reply, "video frames") == "2"
+    assert stat(reply, "tokens") == f"{text_only + 2 * TOKENS_PER_IMAGE} in, 2 out"
+
+
+def test_stop_ends_a_stream_and_the_server_carries_on(tab: Tab, user_key: str, console: Server) -> None:
+    tab.sign_in(user_key)
+    page = tab.page
+    choose_model(page, QWEN)
+    page.fill('input[name="max_tokens"]', "400")
+    page.click("text=More request fields (JSON)")
+    page.fill('textarea[name="extra"]', '{"ignore_eos": true}')  # it cannot end before Stop (~10 s or more here)
+    page.fill('textarea[name="prompt"]', "Count from 1 to 500.")
+    page.click("#main form.composer button[type=submit]")
+    reply = page.locator("li.msg.assistant").last
+    reply.locator(".content").filter(has_text=re.compile(r"\S")).wait_for()  # streaming has begun
+    page.get_by_role("button", name="Stop", exact=True).click()
+    assert reply.locator(".error").inner_text() == "Stopped."
+    assert page.locator("#main form.composer button[type=submit]").is_enabled()
+    assert reply.locator('[data-stat="tokens"]').count() == 0
+    assert console.is_healthy()
+    health = httpx.get(console.url + "/health").json()["engines"][QWEN]
+    deadline = time.monotonic() + 30
+    while health["in_flight"] and time.monotonic() < deadline:  # the abandoned generation is ended
+        time.sleep(0.2)
+        health = httpx.get(console.url + "/health").json()["engines"][QWEN]
+    assert health["in_flight"] == 0
+
+
 def test_models_page_shows_cards_and_engine_health(tab: Tab, user_key: str, artifacts: Path) -> None:
     tab.sign_in(user_key)
     tab.go("models")
@@ -353,12 +398,12 @@ def test_keys_page_creates_a_key_shown_once_then_disables_and_deletes_it(tab: Ta
     tab.go("keys")  # shown once: not again
     card.wait_for()
     assert secret not in page.content() and page.locator("input.secret").count() == 0
-    card.locator("text=Disable").click()
+    card.get_by_role("button", name="Disable", exact=True).click()
     card.locator(".badge.off").wait_for()
     assert httpx.get(console.url + "/api/v1/key", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
     tab.shot(artifacts, "keys")
-    card.locator("text=Delete").click()
-    card.locator("text=Confirm delete").click()
+    card.get_by_role("button", name="Delete", exact=True).click()
+    card.get_by_role("button", name="Confirm delete").click()
     card.wait_for(state="detached")
     listed = httpx.get(console.url + "/api/v1/keys", headers={"Authorization": f"Bearer {admin_key}"}).json()["data"]
     assert "made-in-console" not in {k["name"] for k in listed}

@@ -273,4 +273,6 @@ function showStats(list, responseHeaders, usage, timing, finish) {
   add("ignored params", responseHeaders.get("X-Inferd-Ignored-Params") || "none");
   const reasoningHeader = responseHeaders.get("X-Inferd-Reasoning");
   if (reasoningHeader) add("reasoning", reasoningHeader);
+  const frames = responseHeaders.get("X-Inferd-Video-Frames");
+  if (frames) add("video frames", frames);
 }
