@@ -32,6 +32,7 @@ VLM = "tiny-vlm"
 ARTIFACTS = Path(os.environ.get("INFERD_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 PAGES = ("playground", "models", "keys", "usage")
 TIMEOUT_MS = 120_000
+REFUSED_LOAD = r"Failed to load resource: the server responded with a status of 4\d\d"
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,7 @@ class Tab:
 
     def _console(self, message: Any) -> None:
         # a refused request logs "Failed to load resource: ... 401" by design; CSP violations, script errors do not
-        if message.type == "error" and not re.match(r"Failed to load resource: the server responded with a status of 4\d\d",
-                                                     message.text):
+        if message.type == "error" and not re.match(REFUSED_LOAD, message.text):
             self.errors.append(message.text)
 
     def sign_in(self, key: str) -> None:
@@ -152,6 +152,13 @@ def choose_model(page: Any, model: str) -> None:
     page.select_option('select[name="model"]', model)
 
 
+def prompt_tokens_of(srv: Server, key: str, prompt: str) -> int:
+    """The vision model's prompt tokens for a text-only message, asked directly."""
+    plain = httpx.post(srv.url + "/api/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {key}"},
+                       json={"model": VLM, "max_tokens": 1, "messages": [{"role": "user", "content": prompt}]})
+    return plain.json()["usage"]["prompt_tokens"]
+
+
 def stat(reply: Any, name: str) -> str:
     return reply.locator(f'[data-stat="{name}"]').inner_text()
 
@@ -169,7 +176,8 @@ def test_console_is_served_with_a_strict_policy_and_leaves_the_api_alone(console
     script = httpx.get(console.url + "/console/app.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert script.headers["content-security-policy"] == csp
-    assert httpx.get(console.url + "/console/app.js", headers={"If-None-Match": script.headers["etag"]}).status_code == 304
+    cached = httpx.get(console.url + "/console/app.js", headers={"If-None-Match": script.headers["etag"]})
+    assert cached.status_code == 304
     for path in ("/console/missing.js", "/console/..%2Fapp.py", "/api/v1/nothing", "/v1/nothing", "/nothing"):
         missing = httpx.get(console.url + path)
         assert missing.status_code == 404 and missing.json()["error"]["type"], path
@@ -291,9 +299,7 @@ def test_reasoning_streams_into_its_own_panel(tab: Tab, user_key: str, artifacts
 def test_an_image_goes_to_the_vision_model(tab: Tab, user_key: str, artifacts: Path, tmp_path: Path,
                                             console: Server) -> None:
     prompt = "What is in the picture?"
-    plain = httpx.post(console.url + "/api/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {user_key}"},
-                       json={"model": VLM, "max_tokens": 4, "messages": [{"role": "user", "content": prompt}]})
-    text_only = plain.json()["usage"]["prompt_tokens"]
+    text_only = prompt_tokens_of(console, user_key, prompt)
     picture = tmp_path / "red.png"
     picture.write_bytes(samples.png(32, 32, (255, 0, 0)))
     tab.sign_in(user_key)
@@ -314,9 +320,7 @@ def test_an_image_goes_to_the_vision_model(tab: Tab, user_key: str, artifacts: P
 
 def test_a_video_goes_to_the_vision_model(tab: Tab, user_key: str, tmp_path: Path, console: Server) -> None:
     prompt = "What happens?"
-    plain = httpx.post(console.url + "/api/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {user_key}"},
-                       json={"model": VLM, "max_tokens": 2, "messages": [{"role": "user", "content": prompt}]})
-    text_only = plain.json()["usage"]["prompt_tokens"]
+    text_only = prompt_tokens_of(console, user_key, prompt)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(samples.video(20, 10))  # 2 s: 2 frames at the model's default 1 fps
     tab.sign_in(user_key)
@@ -401,6 +405,20 @@ def test_keys_page_creates_a_key_shown_once_then_disables_and_deletes_it(tab: Ta
     card.get_by_role("button", name="Disable", exact=True).click()
     card.locator(".badge.off").wait_for()
     assert httpx.get(console.url + "/api/v1/key", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    card.locator("summary", has_text="Edit limits").click()
+    editor = card.locator("form.key-form")
+    assert editor.locator('input[name="requests_per_minute"]').input_value() == "30"  # the form shows the limits
+    editor.locator('input[name="tokens_per_minute"]').fill("5000")
+    editor.locator('input[name="limit"]').fill("")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
+        editor.get_by_role("button", name="Save limits").click()
+    assert patched.value.status == 200
+    card.locator("text=5000 tok/min").wait_for()
+    hashed = patched.value.url.rsplit("/", 1)[1]
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    changed = httpx.get(f"{console.url}/api/v1/keys/{hashed}", headers=admin).json()["data"]
+    assert changed["rate_limit"] == {"requests_per_minute": 30, "tokens_per_minute": 5000, "concurrent_requests": None}
+    assert changed["limit"] is None and changed["disabled"] is True and changed["limit_reset"] == "daily"
     tab.shot(artifacts, "keys")
     card.get_by_role("button", name="Delete", exact=True).click()
     card.get_by_role("button", name="Confirm delete").click()
@@ -435,7 +453,8 @@ def test_usage_charts_show_real_requests(tab: Tab, console: Server, admin_key: s
     days = page.locator('figure[data-chart="day"] rect.bar')
     assert sum(int(days.nth(i).get_attribute("data-value")) for i in range(days.count())) == tokens
     page.select_option('select[name="metric"]', "requests")
-    assert page.locator(f'figure[data-chart="key"] rect.bar[data-label="usage-shown"]').get_attribute("data-value") == "2"
+    by_key = page.locator('figure[data-chart="key"] rect.bar[data-label="usage-shown"]')
+    assert by_key.get_attribute("data-value") == "2"
     assert "usage-shown" in page.locator("table").inner_text()
     with page.expect_download() as download:
         page.click("text=Export CSV")

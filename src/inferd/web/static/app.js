@@ -102,5 +102,6 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // The last line of defence against a blank page: any error nobody caught is shown
 window.addEventListener("unhandledrejection", (event) => {
-  $("page").prepend(errorBox(`Unexpected error: ${event.reason && event.reason.message ? event.reason.message : event.reason}`));
+  const reason = event.reason && event.reason.message ? event.reason.message : event.reason;
+  $("page").prepend(errorBox(`Unexpected error: ${reason}`));
 });

@@ -127,8 +127,9 @@ function formBody(inputs, form, management, creating) {
 
 function limitsText(key) {
   const parts = [];
-  if (key.limit !== null) parts.push(`spend ${key.limit} ${key.limit_reset || "total"} (${formatCost(key.limit_remaining)} left)`);
-  if (key.token_limit !== null) parts.push(`${formatNumber(key.token_limit)} tokens ${key.limit_reset || "total"}`);
+  const period = key.limit_reset || "total";
+  if (key.limit !== null) parts.push(`spend ${key.limit} ${period} (${formatCost(key.limit_remaining)} left)`);
+  if (key.token_limit !== null) parts.push(`${formatNumber(key.token_limit)} tokens ${period}`);
   const rate = key.rate_limit || {};
   if (rate.requests_per_minute) parts.push(`${rate.requests_per_minute} req/min`);
   if (rate.tokens_per_minute) parts.push(`${rate.tokens_per_minute} tok/min`);
@@ -149,7 +150,10 @@ function keyCard(key, ctx) {
   const remove = h("button", { type: "button", className: "danger", onclick: () => {
     actions.replaceChildren(h("span", {}, `Delete '${key.name}' for good?`),
       h("button", { type: "button", className: "danger",
-                    onclick: () => run(async () => { await call(`/api/v1/keys/${key.hash}`, { method: "DELETE" }); await load(ctx); }) },
+                    onclick: () => run(async () => {
+                      await call(`/api/v1/keys/${key.hash}`, { method: "DELETE" });
+                      await load(ctx);
+                    }) },
         "Confirm delete"),
       h("button", { type: "button", onclick: () => load(ctx) }, "Cancel"));
     actions.querySelector("button").focus();

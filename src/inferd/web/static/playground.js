@@ -58,7 +58,8 @@ function build(state) {
       h("summary", {}, "Parameters"), ui.controlsBox),
     h("details", {}, h("summary", {}, "System prompt"), field("System message", ui.system)),
     h("details", {}, h("summary", {}, "More request fields (JSON)"),
-      field("Extra fields", ui.extra, "merged into the request body, e.g. seed, stop; unsupported ones come back in the ignored-params header")));
+      field("Extra fields", ui.extra,
+        "merged into the request body, e.g. seed, stop; unsupported ones come back in the ignored-params header")));
   ui.section = h("section", { className: "playground", "aria-labelledby": "pg-title" },
     h("h1", { id: "pg-title" }, "Playground"), ui.notice,
     h("div", { className: "split" }, settings,
