@@ -22,6 +22,7 @@ from .errors import APIError, MethodNotAllowed, NotFound, internal_error
 from .library import Library, load_library
 from .provider.runtime import Provider
 from .settings import Settings
+from .web.routes import console_routes
 
 log = logging.getLogger("inferd")
 
@@ -74,7 +75,8 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
             log.warning("drain window over; ending the requests still in flight")
         await pool.close()
 
-    app = Starlette(routes=routes(), lifespan=lifespan, middleware=[Middleware(Observed, metrics=metrics)],
+    app = Starlette(routes=routes() + console_routes(), lifespan=lifespan,
+                    middleware=[Middleware(Observed, metrics=metrics)],
                     exception_handlers={APIError: on_api_error, HTTPException: on_http_error,
                                         Exception: on_unexpected})
     app.state.settings = settings

@@ -67,7 +67,7 @@ def test_the_seed_defaults_are_stated() -> None:
 
 def test_the_document_loads_and_every_error_is_openai_shaped() -> None:
     schema = schemathesis.openapi.from_dict(DOC)
-    assert len(list(schema.get_all_operations())) == 13
+    assert len(list(schema.get_all_operations())) == 15
     for item in DOC["paths"].values():
         for op in item.values():
             for status, response in op["responses"].items():

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from importlib.metadata import PackageNotFoundError, version
 from ..library import Library
 from ..provider.reports import FORMATS
+from ..web.routes import TYPES, assets
 from .keys import OFFSET_MAX, PAGE_MAX
 from .openapi_schemas import Schema, components, ref
 
@@ -34,7 +35,7 @@ def json_content(schema: Schema) -> dict[str, Any]:
 
 
 def responses(ok: dict[int, tuple[str, dict[str, Any]]], *codes: int) -> dict[str, Any]:
-    out = {str(status): {"description": text, "headers": REQUEST_ID, "content": content}
+    out = {str(status): {"description": text, "headers": REQUEST_ID, **({"content": content} if content else {})}
            for status, (text, content) in ok.items()}
     for code in codes:
         out[str(code)] = {"description": ERRORS[code], "headers": REQUEST_ID, "content": json_content(ref("Error"))}
@@ -135,6 +136,19 @@ def _version() -> str:
         return "0.0.0"
 
 
+def console_paths() -> dict[str, Any]:
+    """The console's page and its static files (web/routes.py); 304 answers a matching If-None-Match."""
+    unchanged = {304: ("Not modified (If-None-Match matched the ETag).", {})}
+    page = {200: ("The console's page.", {"text/html": {"schema": {"type": "string"}}}), **unchanged}
+    files = {200: ("A console file.", {kind.partition(";")[0]: {"schema": {"type": "string"}}
+                                       for kind in TYPES.values()}), **unchanged}
+    name = {**path("name", "A console file's name (any other name: 404)."),
+            "schema": {"enum": sorted(assets())}}
+    return {"/": {"get": operation("console", "The browser console", page, security=[])},
+            "/console/{name}": {"get": operation("consoleFile", "A console file", files, 404, params=[name],
+                                                 security=[])}}
+
+
 def document(library: Library) -> dict[str, Any]:
     models = [spec.id for spec in library]
     return {
@@ -146,7 +160,7 @@ def document(library: Library) -> dict[str, Any]:
                                            "metricsToken": {"type": "http", "scheme": "bearer",
                                                             "description": "INFERD_METRICS_TOKEN"}},
                        "schemas": components(models)},
-        "paths": {**chat_paths(models), **key_paths(), **usage_paths(), **open_paths()},
+        "paths": {**chat_paths(models), **key_paths(), **usage_paths(), **open_paths(), **console_paths()},
     }
 
 
