@@ -11,7 +11,6 @@ loopback, so a generated media URL can reach nothing (the server's own SSRF guar
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,18 +26,11 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                response_schema_conformance, status_code_conformance)
 
 from ..edge_client import TINY, tiny_library
-from ..harness import Server, inferd, library_server
+from ..harness import Server, guarded_env, inferd, library_server
 
-NETGUARD_SITE = Path(__file__).resolve().parent.parent / "netguard_site"
 CASES = 100
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-
-
-def guarded_env() -> dict[str, str]:
-    """The network guard's site folder first on the server's path, the sources under test after it."""
-    path = os.pathsep.join(p for p in (str(NETGUARD_SITE), os.environ.get("PYTHONPATH", "")) if p)
-    return {"INFERD_TEST_NETGUARD": "1", "PYTHONPATH": path}
 
 
 @pytest.fixture(scope="module")
