@@ -15,6 +15,14 @@ from typing import Iterator
 import httpx
 
 READY_TIMEOUT_S = 180.0
+NETGUARD_SITE = Path(__file__).resolve().parent / "netguard_site"
+
+
+def guarded_env() -> dict[str, str]:
+    """A server that can reach loopback only (tests/netguard.py): the guard's site folder first on its path,
+    the sources under test after it."""
+    path = os.pathsep.join(p for p in (str(NETGUARD_SITE), os.environ.get("PYTHONPATH", "")) if p)
+    return {"INFERD_TEST_NETGUARD": "1", "PYTHONPATH": path}
 
 
 def free_port() -> int:

@@ -9,9 +9,12 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .api.metrics import Metrics
+from .api.observed import Observed
 from .api.routes import routes
 from .chat.service import ChatService
 from .engines.pool import EnginePool
@@ -19,6 +22,7 @@ from .errors import APIError, MethodNotAllowed, NotFound, internal_error
 from .library import Library, load_library
 from .provider.runtime import Provider
 from .settings import Settings
+from .web.routes import console_routes
 
 log = logging.getLogger("inferd")
 
@@ -48,6 +52,8 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
     library = library if library is not None else load_library(settings.library)
     provider = Provider(settings, library)  # keys, limits, usage
     pool = EnginePool(library, settings)
+    metrics = Metrics(library)
+    metrics.watch(library, pool)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,13 +75,16 @@ def create_app(settings: Settings, library: Library | None = None) -> Starlette:
             log.warning("drain window over; ending the requests still in flight")
         await pool.close()
 
-    app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers={
-        APIError: on_api_error, HTTPException: on_http_error, Exception: on_unexpected})
+    app = Starlette(routes=routes() + console_routes(), lifespan=lifespan,
+                    middleware=[Middleware(Observed, metrics=metrics)],
+                    exception_handlers={APIError: on_api_error, HTTPException: on_http_error,
+                                        Exception: on_unexpected})
     app.state.settings = settings
     app.state.library = library
     app.state.provider = provider
     app.state.verifier = provider.verifier
     app.state.pool = pool
     app.state.drain = drain
-    app.state.service = ChatService(library, pool, provider.gate, settings)
+    app.state.metrics = metrics
+    app.state.service = ChatService(library, pool, provider.gate, settings, observer=metrics)
     return app

@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from .library import ModelSpec, load_library
+from .logs import configure as configure_logs
 from .provider.admin import add_commands, first_keys, run_keys, run_usage
 from .settings import Settings, load_settings
 
@@ -109,7 +110,7 @@ def serve(settings: Settings) -> int:
     from .app import create_app
     from .edge.server import run
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(settings.log_level, settings.log_format)
     if settings.log_level != "debug":  # one line per call to an engine is noise (and per token at debug)
         logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

@@ -87,6 +87,20 @@ class AuthenticationFailed(APIError):
         )
 
 
+class MetricsAuthFailed(APIError):
+    """GET /metrics without the metrics token (or, when none is configured, from a non-loopback client)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_metrics_token"
+
+    def __init__(self, token_configured: bool) -> None:
+        super().__init__(
+            "Missing or wrong metrics token: send 'Authorization: Bearer <INFERD_METRICS_TOKEN>'." if token_configured
+            else "Metrics are served to loopback clients only; set INFERD_METRICS_TOKEN to scrape from elsewhere.",
+            headers={"WWW-Authenticate": "Bearer"})
+
+
 class NotFound(APIError):
     status = 404
     type = "invalid_request_error"

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 ENV_PREFIX = "INFERD_"
 REASONING_FIELDS = ("both", "reasoning_content", "reasoning")
+LOG_FORMATS = ("text", "json")
 DATABASE_SCHEMES = ("postgresql://", "postgres://", "sqlite://")
 
 
@@ -30,6 +31,9 @@ class Settings:
     threads: int = 0  # engine CPU threads; 0: all cores
     prompt_cache_mib: int = 0  # host memory llama.cpp may keep finished prompts' KV state in, per model
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one JSON object per line)
+    # GET /metrics: loopback clients only while empty; when set, this bearer token only (never logged)
+    metrics_token: str = field(default="", repr=False)
     reasoning_field: str = "both"  # where reasoning goes: both | reasoning_content | reasoning
     # media inputs (image_url / video_url parts)
     media_allow_hosts: tuple[str, ...] = ()  # host or host:port fetched even if its address is refused
@@ -87,6 +91,8 @@ def _coerced(settings: Settings) -> Settings:
     if settings.reasoning_field not in REASONING_FIELDS:
         raise ValueError(f"{ENV_PREFIX}REASONING_FIELD must be one of {', '.join(REASONING_FIELDS)}; "
                          f"got '{settings.reasoning_field}'")
+    if settings.log_format not in LOG_FORMATS:
+        raise ValueError(f"{ENV_PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; got '{settings.log_format}'")
     if settings.database_url and not settings.database_url.startswith(DATABASE_SCHEMES):
         raise ValueError(f"{ENV_PREFIX}DATABASE_URL must start with {' or '.join(DATABASE_SCHEMES)}; "
                          f"got '{settings.database_url.partition(':')[0]}:...'")

@@ -166,6 +166,13 @@ def test_a_killed_engine_ends_its_streams_cleanly_and_comes_back(pair: Server) -
                20, f"usage rows by status, got {usage_by_status(pair)}")
     assert set(usage_by_status(pair)) <= {"completed", "engine_crashed", "model_loading"}
     assert max(crashed_completion_tokens(pair)) > 0  # the stream had sent tokens (the other may be in prefill)
+    # the metrics saw the restart and the two generations the crash ended
+    metrics = httpx.get(pair.url + "/metrics", timeout=10).text.splitlines()
+    qwen = f'backend="llamacpp",model_name="{QWEN_ID}"'
+    assert f"inferd_engine_restarts_total{{{qwen}}} 1.0" in metrics
+    assert f"inferd_engine_ready{{{qwen}}} 1.0" in metrics
+    assert f'vllm:request_success_total{{backend="llamacpp",finished_reason="error",model_name="{QWEN_ID}"}} 2.0' \
+        in metrics
 
 
 def test_engines_die_with_the_api_even_on_sigkill(tmp_path: Path, models_dir: Path, server: Server) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from .. import media_samples as samples
 from ..conftest import assert_error
-from ..harness import Server, library_server
+from ..harness import Server, guarded_env, library_server
 from ..media_server import MediaServer, running
 from ..tiny_vlm import TOKENS_PER_IMAGE, write_tiny_vlm
 
@@ -29,7 +29,6 @@ SERVER_MAX_FRAMES = 6
 MODEL_FRAMES = 4  # the library's video_max_frames
 MODEL_FPS = 2
 IMAGE_TIMEOUT_S = 2
-NETGUARD_SITE = Path(__file__).resolve().parent.parent / "netguard_site"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ reasoning = {{ style = "think-tags", hybrid = false, budgets = {{ minimal = 4 }}
 '''
     env = {"INFERD_MEDIA_ALLOW_HOSTS": f"127.0.0.1:{media.port}", "INFERD_MAX_VIDEO_FRAMES": str(SERVER_MAX_FRAMES),
            "INFERD_MEDIA_IMAGE_TIMEOUT": str(IMAGE_TIMEOUT_S), "INFERD_MEDIA_MAX_BYTES": str(1024 * 1024),
-           "INFERD_MAX_IMAGES": "4", "INFERD_TEST_NETGUARD": "1", "PYTHONPATH": str(NETGUARD_SITE)}
+           "INFERD_MAX_IMAGES": "4", **guarded_env()}
     with library_server(folder, models_dir, toml, env) as srv:
         yield srv
 

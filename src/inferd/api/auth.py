@@ -22,6 +22,7 @@ async def authenticate(request: Request, verifier: KeyVerifier) -> KeyRecord:
         raise store_unavailable(exc) from None
     if key is None:
         raise AuthenticationFailed()
+    request.state.key_hash = key.hash  # the access line shows its first characters, never the key
     return key
 
 

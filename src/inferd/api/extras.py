@@ -19,6 +19,9 @@ MAX_LOGIT_BIAS = 300  # entries, as OpenAI
 MAX_SEED = 2**32 - 2  # llama.cpp's seeds are 32-bit and 2**32 - 1 means "random"
 MAX_TOOLS = 128
 MAX_USER = 256
+MAX_PENALTY = 2.0  # presence_penalty and frequency_penalty lie in [-MAX_PENALTY, MAX_PENALTY]
+MAX_BIAS = 100.0  # a logit_bias value lies in [-MAX_BIAS, MAX_BIAS]
+MAX_TOKEN_ID_DIGITS = 9
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # function and schema names, as OpenAI
 FORMATS = ("text", "json_object", "json_schema")
 TOOL_CHOICES = ("none", "auto", "required")
@@ -90,7 +93,7 @@ def top_logprobs(name: str, value: Any) -> int:
 
 
 def penalty(name: str, value: Any) -> float:
-    return _num(name, value, -2.0, 2.0)
+    return _num(name, value, -MAX_PENALTY, MAX_PENALTY)
 
 
 def logit_bias(name: str, value: Any) -> dict[int, float]:
@@ -100,10 +103,10 @@ def logit_bias(name: str, value: Any) -> dict[int, float]:
         raise InvalidRequest(f"'{name}' takes at most {MAX_LOGIT_BIAS} tokens, got {len(value)}.", param=name)
     biases: dict[int, float] = {}
     for key, bias in value.items():
-        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= MAX_TOKEN_ID_DIGITS):
             raise InvalidRequest(f"'{name}' keys must be token ids (non-negative integers), got {_show(key)}.",
                                  param=name)
-        biases[int(key)] = _num(f"{name}.{key}", bias, -100.0, 100.0)
+        biases[int(key)] = _num(f"{name}.{key}", bias, -MAX_BIAS, MAX_BIAS)
     return biases
 
 

@@ -21,6 +21,7 @@ from .body import read_json
 
 T = TypeVar("T")
 PAGE_MAX = 100
+OFFSET_MAX = 10**9  # past the database's integers: an offset beyond any key list
 
 
 async def _db(call: Awaitable[T]) -> T:
@@ -58,7 +59,7 @@ async def create_key(request: Request) -> Response:
 async def get_keys(request: Request) -> Response:
     state = request.app.state
     await authenticate_management(request, state.verifier)
-    offset = _query_int(request, "offset", 0, 0)
+    offset = _query_int(request, "offset", 0, 0, OFFSET_MAX)
     limit = _query_int(request, "limit", PAGE_MAX, 1, PAGE_MAX)
     include_disabled = request.query_params.get("include_disabled", "true").lower() != "false"
     now = state.provider.clock.now()

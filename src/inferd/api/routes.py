@@ -17,6 +17,8 @@ from ..provider.gate import visible_spec
 from .auth import authenticate
 from .body import read_json
 from .keys import key_routes
+from .metrics import scrape
+from .openapi import openapi_json
 from .usage import usage_routes
 from .schemas import parse_chat_request
 from .sse import ClientGone, EventStreamResponse, events, until_disconnect, within
@@ -26,6 +28,8 @@ async def chat_completions(request: Request) -> Response:
     state = request.app.state
     key = await authenticate(request, state.verifier)
     body = await read_json(request, state.settings.max_body_bytes)
+    # for the metrics: a library id, else the request counts under no model
+    request.state.model_name = body.get("model") if isinstance(body, dict) else None
     chat = parse_chat_request(body)
     service: ChatService = state.service
     try:
@@ -109,5 +113,6 @@ def routes() -> list[Route]:
             Route(f"{prefix}/models", list_models, methods=["GET"]),
             Route(f"{prefix}/models/{{model_id:path}}", get_model, methods=["GET"]),
         ] + key_routes(prefix) + usage_routes(prefix)
-    return table + [Route("/health", health, methods=["GET"])]
+    return table + [Route("/health", health, methods=["GET"]), Route("/metrics", scrape, methods=["GET"]),
+                    Route("/openapi.json", openapi_json, methods=["GET"])]
 

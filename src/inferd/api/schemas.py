@@ -55,6 +55,9 @@ def number(low: float, high: float, *, low_open: bool = False) -> Callable[[str,
             bracket = "(" if low_open else "["
             raise InvalidRequest(f"'{name}' must be in {bracket}{low:g}, {high:g}], got {value}.", param=name)
         return float(value)
+    # the OpenAPI document states the range checked here (api/openapi_schemas.py)
+    lower = "exclusiveMinimum" if low_open else "minimum"
+    check.json_schema = {"type": "number", lower: low, "maximum": high}  # type: ignore[attr-defined]
     return check
 
 
@@ -66,6 +69,8 @@ def integer(low: int, high: int | None = None) -> Callable[[str, Any], Any]:
             limit = f"between {low} and {high}" if high is not None else f">= {low}"
             raise InvalidRequest(f"'{name}' must be {limit}, got {value}.", param=name)
         return value
+    bounds = {"minimum": low, **({"maximum": high} if high is not None else {})}
+    check.json_schema = {"type": "integer", **bounds}  # type: ignore[attr-defined]
     return check
 
 

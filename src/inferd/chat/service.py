@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Protocol
 
 from ..api.schemas import ChatRequest
 from ..engines.base import Delta, GenerationRequest, Usage
 from ..engines.flavours import FLAVOURS
 from ..engines.pool import EnginePool
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, QuotaExceeded, RateLimited
 from ..library import Library, ModelSpec
 from ..provider.gate import Admission, Gate
 from ..provider.meter import Meter
 from ..settings import Settings
-from ..store import KeyRecord
+from ..store import KeyRecord, UsageRecord
 from .choices import acquire_places, release_places
 from .chunks import ChoiceBodies, Envelope
 from .extras import plan_extras
@@ -24,13 +24,31 @@ from .reasoning import ReasoningPlan, plan_reasoning
 from .reasoning.run import ReasoningRun
 
 
+class Observer(Protocol):
+    """Who is told how requests end (the metrics): refusals by a key's limits, and settled generations."""
+
+    def rejected(self, model: str, status: int, reason: str) -> None: ...
+
+    def settled(self, rec: UsageRecord, meter: Meter) -> None: ...
+
+
+class Unobserved:
+    def rejected(self, model: str, status: int, reason: str) -> None:
+        pass
+
+    def settled(self, rec: UsageRecord, meter: Meter) -> None:
+        pass
+
+
 class ChatService:
-    def __init__(self, library: Library, pool: EnginePool, gate: Gate, settings: Settings) -> None:
+    def __init__(self, library: Library, pool: EnginePool, gate: Gate, settings: Settings,
+                 observer: Observer | None = None) -> None:
         self._library = library
         self._pool = pool
         self._gate = gate
         self._settings = settings
         self._media = MediaPreparer(settings)
+        self._observer: Observer = observer if observer is not None else Unobserved()
 
     async def start(self, key: KeyRecord, chat: ChatRequest) -> "Completion":
         """Validate against the model, admit the key, start generating; errors raise before any output."""
@@ -49,8 +67,12 @@ class ChatService:
                                       honoured_parameters(spec, chat.params), spec.defaults)
         chosen = sampling(spec, chat.params)
         extras = plan_extras(spec, honoured_parameters(spec, chat.params), FLAVOURS[spec.flavour].native)
-        admission = await self._gate.admit(key, spec, chat.messages, chosen.max_tokens, chat.user,
-                                           choices=extras.n)  # before any slot
+        try:
+            admission = await self._gate.admit(key, spec, chat.messages, chosen.max_tokens, chat.user,
+                                               choices=extras.n)  # before any slot
+        except (RateLimited, QuotaExceeded) as exc:
+            self._observer.rejected(spec.id, exc.status, exc.type)
+            raise
         try:
             # before taking a slot: fetching may be slow
             media = await self._media.prepare(spec, chat.messages) if chat.modalities != {"text"} else None
@@ -60,7 +82,7 @@ class ChatService:
             engine = acquire_places(self._pool, spec, extras.n)
         except BaseException as exc:
             admission.meter.on_error(exc)
-            admission.settle(None)
+            admission.settle(None)  # no generation started: nothing for the generation metrics
             raise
         deltas = extras.choices().deltas(lambda r: ReasoningRun(engine, r, plan).deltas(), request)
         names = reasoning_names(self._settings.reasoning_field) if plan.style.reasons and plan.separate else ()
@@ -74,7 +96,9 @@ class ChatService:
 
     def _finish(self, spec: ModelSpec, admission: Admission, usage: Usage | None, places: int = 1) -> None:
         release_places(self._pool, spec, places)
-        admission.settle(usage)
+        record = admission.settle(usage)
+        if record is not None:
+            self._observer.settled(record, admission.meter)
 
 
 def _headers(ignored: list[str], plan: ReasoningPlan) -> dict[str, str]:

@@ -36,7 +36,8 @@ def run(app: Any, settings: Settings) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             loop="auto", http=functools.partial(EdgeProtocol, edge=edge), ws="none",
                             lifespan="on", timeout_keep_alive=settings.keepalive_timeout,
-                            timeout_graceful_shutdown=GRACE_S)
+                            timeout_graceful_shutdown=GRACE_S, log_config=None,
+                            access_log=False)  # logging is set up by logs.configure; access lines: api/observed
     server = EdgeServer(config, app)
     server.run()
     return 1 if server.force_exit else 0

@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 from .procs import descendants
 
 log = logging.getLogger("inferd")
+output = logging.getLogger("inferd.engine.output")  # logs.configure: raw lines in text mode, JSON objects in json
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -159,11 +160,11 @@ class Supervisor:
         return proc
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
-        """Copy the child's output to our stderr, keeping the last lines."""
+        """Copy the child's output to our log (stderr), keeping the last lines."""
         while line := await stream.readline():
-            text = line.decode("utf-8", "replace")
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
             self._tail.append(text.rstrip())
-            sys.stderr.write(text)
+            output.info(text)
 
     def _last_words(self) -> str:
         lines = [line for line in self._tail if line.strip()][-3:]

@@ -10,14 +10,18 @@ gateway's (502 ``upstream_error``, 504 ``upstream_timeout``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import httpx
 
 from ..errors import APIError, EngineFailure, GatewayTimeout, InvalidRequest, Unavailable
 
+log = logging.getLogger("inferd")
+T = TypeVar("T")
 Refusal = Callable[[int, dict[str, Any]], APIError]  # status, error object -> what the client gets
 POOL_WAIT_S = 30.0  # the longest a request waits for a free connection to its engine
 
@@ -29,29 +33,36 @@ class Timeouts:
     idle: float | None = None  # seconds between two events once streaming; None: no limit
 
 
+def _read_limit(timeouts: Timeouts) -> float | None:
+    if timeouts.first_byte is None or timeouts.idle is None:
+        return None
+    return max(timeouts.first_byte, timeouts.idle)
+
+
 class Upstream:
     def __init__(self, name: str, timeouts: Timeouts, *, headers: dict[str, str] | None = None,
-                 connections: int = 64) -> None:
+                 connections: int = 64, pool_wait: float = POOL_WAIT_S) -> None:
         self.name = name  # who answers, for messages: "the engine of model X", "upstream http://..."
         self._timeouts = timeouts
         self._client = httpx.AsyncClient(
             headers=headers or {}, trust_env=False,
             # admission keeps generations within the pool; a pool that stays full is a fault, not a queue
-            timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=60.0, pool=POOL_WAIT_S),
+            # read: a bound for a send left to finish by a cancelled caller (the stream's own limits are shorter)
+            timeout=httpx.Timeout(connect=timeouts.connect, read=_read_limit(timeouts), write=60.0, pool=pool_wait),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
 
     async def chunks(self, url: str, body: dict[str, Any], refusal: Refusal) -> AsyncIterator[dict[str, Any]]:
         """The parsed ``data:`` events of one streamed completion, up to ``[DONE]``."""
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._client.send(self._client.build_request("POST", url, json=body), stream=True)
+                response = await self._sent(self._client.build_request("POST", url, json=body))
                 try:
                     lines = response.aiter_lines()
                     if response.status_code != 200:
                         raise refusal(response.status_code, await _error_object(response))
                     first = await _next_event(lines)
                 except BaseException:
-                    await response.aclose()
+                    await release(response)
                     raise
         except TimeoutError:
             raise GatewayTimeout(f"{self.name} sent nothing within {self._timeouts.first_byte:g} s.") from None
@@ -63,7 +74,12 @@ class Upstream:
                 yield _parsed(event, refusal)
                 event = await self._next(lines)
         finally:
-            await response.aclose()  # unread: the connection is dropped, which aborts the generation
+            await release(response)  # unread: the connection is dropped, which aborts the generation
+
+    async def _sent(self, request: httpx.Request) -> httpx.Response:
+        """The response head, streaming; a caller cancelled meanwhile leaves the send to end on its own, and
+        what it brings is closed then (the engine sees the connection drop and aborts)."""
+        return await _uncancelled(self._client.send(request, stream=True), then=release)
 
     async def _next(self, lines: AsyncIterator[str]) -> str | None:
         try:
@@ -83,16 +99,65 @@ class Upstream:
                              code="upstream_error")
 
     async def get(self, url: str, timeout: float = 2.0) -> httpx.Response:
-        return await self._client.get(url, timeout=timeout)
+        return await _uncancelled(self._client.get(url, timeout=timeout))
 
     async def post(self, url: str, body: dict[str, Any], timeout: float = 30.0) -> httpx.Response:
         try:
-            return await self._client.post(url, json=body, timeout=timeout)
+            return await _uncancelled(self._client.post(url, json=body, timeout=timeout))
         except httpx.HTTPError as exc:
             raise self._broken(exc) from None
 
+    def connections_in_use(self) -> int:
+        """Pooled connections not idle, and requests waiting for one (both 0 when nothing is in flight)."""
+        pool = self._client._transport._pool  # type: ignore[attr-defined]
+        return sum(not c.is_idle() for c in pool.connections) + sum(r.is_queued() for r in pool._requests)
+
     async def close(self) -> None:
         await self._client.aclose()
+
+
+_detached: set[asyncio.Future[Any]] = set()  # work a cancelled caller left to finish, held until done
+
+
+async def _uncancelled(work: Awaitable[T], then: Callable[[T], Awaitable[None]] | None = None) -> T:
+    """``work``, which cancelling the caller does not interrupt: it finishes as a task of its own, and
+    ``then`` gets what it brings.
+
+    httpx's pool (httpcore 1.0.9) keeps a connection taken for good when a send or a close is cancelled at
+    the wrong moment: a connection given to a request but not yet used stays NEW or CONNECTING with no
+    request, and a close cut short never hands its connection back. A client leaving at such a moment (the
+    cancellation inferd uses to abort its generation) would shrink the pool by one, until requests wait for
+    a connection that never comes. So no pool operation is ever cancelled half-way.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        _detached.add(task)
+        task.add_done_callback(functools.partial(_finish_detached, then=then))
+        raise
+
+
+def _finish_detached(task: asyncio.Future[Any], then: Callable[[Any], Awaitable[None]] | None) -> None:
+    _detached.discard(task)
+    if task.cancelled():
+        return
+    if task.exception() is not None:
+        log.debug("an engine request abandoned by its caller failed: %r", task.exception())
+    elif then is not None:
+        _detach(then(task.result()))
+
+
+def _detach(work: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(work)
+    _detached.add(task)
+    task.add_done_callback(functools.partial(_finish_detached, then=None))
+
+
+async def release(response: httpx.Response) -> None:
+    """Close ``response`` (a stream read in part: its connection is dropped), to the end even if the caller is
+    cancelled meanwhile."""
+    await _uncancelled(response.aclose())
 
 
 async def _next_event(lines: AsyncIterator[str]) -> str | None:

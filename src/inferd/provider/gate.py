@@ -103,12 +103,15 @@ class Admission:
         self._prompt_estimate = prompt_estimate
         self._gate: Gate | None = gate
 
-    def settle(self, usage: Usage | None) -> None:
+    def settle(self, usage: Usage | None) -> UsageRecord | None:
+        """The final record, handed to the ledger; None when already settled."""
         if self._gate is None:
-            return
+            return None
         gate, self._gate = self._gate, None
         self.meter.end()
-        gate.settle(self._record(usage, gate.now()))
+        record = self._record(usage, gate.now())
+        gate.settle(record)
+        return record
 
     def _record(self, usage: Usage | None, now: float) -> UsageRecord:
         meter = self.meter

@@ -14,6 +14,7 @@ from .periods import key_period
 COMMON = ("name", "limit", "limit_reset", "expires_at", "rate_limit", "token_limit", "models")
 CREATE_FIELDS = COMMON + ("management",)
 PATCH_FIELDS = COMMON + ("disabled",)
+NAME_MAX = 100  # characters of a key's name
 RATE_FIELDS = {"requests_per_minute": "rpm", "tokens_per_minute": "tpm", "concurrent_requests": "concurrency"}
 
 
@@ -57,8 +58,8 @@ def _field(name: str, value: Any, library: Library) -> dict[str, Any]:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 100:
-        raise InvalidRequest("'name' must be a non-empty string of at most 100 characters.", param="name",
+    if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
+        raise InvalidRequest(f"'name' must be a non-empty string of at most {NAME_MAX} characters.", param="name",
                              code="invalid_type" if not isinstance(value, str) else "invalid_value")
     return value.strip()
 

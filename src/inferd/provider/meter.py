@@ -16,6 +16,8 @@ class Meter:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.gaps: list[float] = []  # seconds between consecutive generated deltas (inter-token latency)
         self.ended_at: float | None = None
         self.deltas = 0
         self.reasoning_deltas = 0
@@ -26,8 +28,12 @@ class Meter:
         if delta.content or delta.reasoning or delta.tool_calls:
             self.deltas += 1
             self.reasoning_deltas += bool(delta.reasoning)
+            now = time.monotonic()
             if self.first_at is None:
-                self.first_at = time.monotonic()
+                self.first_at = now
+            else:
+                self.gaps.append(now - self.last_at)  # type: ignore[operator]
+            self.last_at = now
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
 
