@@ -195,6 +195,7 @@ def frozen_mid_stream(srv: Server) -> tuple[str, dict]:
         name, card = max(backends(srv, "fleet").items(), key=lambda item: item[1]["in_flight"])
         assert card["in_flight"] > 0, "every long stream ended before one could be caught"
         os.kill(card["pid"], signal.SIGSTOP)
+        time.sleep(0.5)  # what it wrote before it stopped is read by now: a stream still open is cut mid-way
         card = backends(srv, "fleet")[name]
         if card["in_flight"] > 0:
             return name, card
@@ -281,12 +282,12 @@ def test_a_slow_backend_opens_its_circuit_and_the_other_takes_the_load(fleet: Fl
             results += pool.map(lambda i: stream(fleet, "slow", f"slow {batch} {i}"), range(3))
             if backends(srv, "slow")["slow"]["circuit"] == "open":
                 break
-        cards = backends(srv, "slow")
-        assert cards["slow"]["circuit"] == "open" and fleet.slow_stub.completions == 2, cards["slow"]
+        cards, sent = backends(srv, "slow"), fleet.slow_stub.completions
+        assert cards["slow"]["circuit"] == "open" and sent >= 2, cards["slow"]  # 2 in a row (more if concurrent)
         results += pool.map(lambda i: stream(fleet, "slow", f"then {i}"), range(6))
     assert {r.kind for r in results} == {"completed"}  # the timeouts were invisible
     cards = backends(srv, "slow")
-    assert fleet.slow_stub.completions == 2 and cards["slow"]["circuit_opened"] == 1  # nothing more went there
+    assert fleet.slow_stub.completions == sent and cards["slow"]["circuit_opened"] == 1  # nothing more went there
     assert cards["fast"]["served"] == len(results)
     listing = inferd("models", "--library", str(srv.data_dir.parent / "library.toml"), "--host", "127.0.0.1",
                      "--port", str(srv.port), env=srv.env).stdout
