@@ -78,6 +78,7 @@ class Traffic:
     system_tokens: int  # a system prompt every conversation shares (a prefix every backend caches once warm)
     user_median: float  # tokens of a user message (log-normal)
     output_median: float  # tokens of an answer (log-normal)
+    context: int  # a conversation ends before a turn whose prompt + answer would not fit a slot's context
     sigma: float = 0.8
 
     def conversation_rate(self) -> float:
@@ -257,6 +258,8 @@ class Simulation:
         if self.now >= self.end:
             return
         user, output = self._tokens(conv.rng, self.traffic.user_median), self._tokens(conv.rng, self.traffic.output_median)
+        if conv.history + user + output > self.traffic.context:
+            return
         conv.turns_left -= 1
         conv.keys.append(self.extend_key(conv.keys[-1], f"{conv.key} user {conv.turns_left}"))
         turn = Turn(conv, self.now, conv.history + user, output, self.now >= 0, list(conv.keys))

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fleet_model import OK, BUSY, BackendSpec, Faults, Simulation, Stats, Traffic, percentile  # noqa: E402
 from inferd.engines.routing import (BackendView, Circuit, CircuitBreaker, Outcome, Policy,  # noqa: E402
-                                    extend_key, make_policy)
+                                    PrefixAffinity, PrefixTable, extend_key, make_policy)
 
 PREFILL_TOK_S = 140.0  # uncached prompt tokens/s (prefill probe: 132-152 cold, 100-125 behind a cached prefix)
 ITL_POINTS = ((1, 0.0237), (8, 0.1144), (16, 0.2029))  # s per decode step at 1, 8, 16 sequences (engines.py)
@@ -115,7 +115,7 @@ def build(args: argparse.Namespace) -> tuple[BackendSpec, Traffic, Faults]:
                        slots=args.slots, queue=args.queue, cache_tokens=args.cache_tokens)
     traffic = Traffic(rps=args.rps, seconds=args.seconds, warmup=args.warmup, mean_turns=args.mean_turns,
                       max_turns=args.max_turns, think_s=args.think, system_tokens=args.system_tokens,
-                      user_median=args.user_tokens, output_median=args.output_tokens)
+                      user_median=args.user_tokens, output_median=args.output_tokens, context=args.context)
     faults = Faults(mtbf_s=args.mtbf, mttr_s=args.mttr, stall_share=args.stall_share, connect_fail_s=0.001,
                     timeout_s=args.timeout, health_interval_s=args.health_interval)
     return spec, traffic, faults
@@ -123,7 +123,10 @@ def build(args: argparse.Namespace) -> tuple[BackendSpec, Traffic, Faults]:
 
 def simulate(policy_name: str, args: argparse.Namespace) -> Result:
     spec, traffic, faults = build(args)
-    router = PolicyRouter(make_policy(policy_name), args.backends, args.slots, args.queue,
+    policy = make_policy(policy_name)
+    if isinstance(policy, PrefixAffinity):
+        policy = PrefixAffinity(threshold=args.affinity_threshold, table=PrefixTable(args.prefix_table))
+    router = PolicyRouter(policy, args.backends, args.slots, args.queue,
                           args.failures_to_open, args.cool_off)
     t0 = time.perf_counter()
     sim = Simulation(router, args.backends, spec, traffic, faults, GATEWAY_S, args.seed, extend_key)
@@ -153,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--backends", type=int, default=100)
     add("--rps", type=float, default=2000.0, help="target requests (conversation turns) per second")
     add("--seconds", type=float, default=60.0, help="measured window (simulated seconds)")
-    add("--warmup", type=float, default=30.0, help="simulated seconds of traffic before the window, not counted")
+    add("--warmup", type=float, default=90.0, help="simulated seconds of traffic before the window, not counted")
     add("--policies", default=",".join(POLICIES))
     add("--seed", type=int, default=1)
     add("--speedup", type=float, default=200.0, help="backend service times are this machine's divided by this")
@@ -163,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--mean-turns", type=float, default=4.0)
     add("--max-turns", type=int, default=16)
     add("--think", type=float, default=10.0, help="mean seconds between an answer and the next turn")
+    add("--context", type=int, default=4096, help="tokens of a slot's context (a conversation ends before it)")
     add("--system-tokens", type=int, default=150)
     add("--user-tokens", type=float, default=60.0, help="median tokens of a user message")
     add("--output-tokens", type=float, default=120.0, help="median tokens of an answer")
@@ -171,6 +175,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--stall-share", type=float, default=0.3, help="share of failures that hang instead of crashing")
     add("--timeout", type=float, default=5.0, help="gateway timeout against a backend that does not answer")
     add("--health-interval", type=float, default=5.0)
+    add("--affinity-threshold", type=float, default=0.25,
+        help="prefix affinity yields when its backend's load exceeds the least loaded one's by this share of capacity")
+    add("--prefix-table", type=int, default=100_000, help="entries of the gateway's prefix table")
     add("--failures-to-open", type=int, default=3)
     add("--cool-off", type=float, default=5.0)
     return p.parse_args(argv)
@@ -187,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.warmup:g} s warm-up, seed {args.seed}, speed-up {args.speedup:g}, cache {args.cache_tokens:,} "
           f"tokens/backend, MTBF {args.mtbf:g} s, MTTR {args.mttr:g} s\n")
     print(table(results, args.seconds))
+    print("\nErrors by kind: " + "; ".join(
+        f"{LABELS[r.policy]}: " + (", ".join(f"{n} {kind}" for kind, n in sorted(r.stats.failed.items())) or "none")
+        for r in results))
 
 
 if __name__ == "__main__":
