@@ -145,6 +145,13 @@ class Backend:
         self.warm = False
         self.served = 0
 
+    def held(self, cid: int) -> int:
+        """Tokens of this conversation the cache holds (0: none); a hit makes it the most recent."""
+        tokens = self.cache.get(cid, 0)
+        if tokens:
+            self.cache.move_to_end(cid)
+        return tokens
+
     def remember(self, cid: int, tokens: int) -> None:
         self.cache_total += tokens - self.cache.pop(cid, 0)
         self.cache[cid] = tokens
@@ -332,13 +339,10 @@ class Simulation:
     def _start(self, b: Backend, att: Attempt) -> None:
         turn = att.turn
         b.running[att] = None
-        held = b.cache.get(turn.conv.cid, 0)
-        if held:
-            b.cache.move_to_end(turn.conv.cid)
-        cached = min(max(held, self.traffic.system_tokens if b.warm else 0), turn.prompt - 1)
-        turn.cached = cached
+        shared = self.traffic.system_tokens if b.warm else 0
+        turn.cached = min(max(b.held(turn.conv.cid), shared), turn.prompt - 1)  # the last token is always evaluated
         begin = max(self.now, b.prefill_free_at)
-        b.prefill_free_at = begin + (turn.prompt - cached) / b.spec.prefill_tok_s
+        b.prefill_free_at = begin + (turn.prompt - turn.cached) / b.spec.prefill_tok_s
         self.at(b.prefill_free_at, _PREFILLED, att)
 
     def _prefilled(self, att: object) -> None:

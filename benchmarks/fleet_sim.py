@@ -18,10 +18,11 @@ Backend model, from measurements on the 2-core development machine (packaged
 Qwen2.5-Coder-0.5B-Instruct Q4_K_M on llama.cpp; every time is divided by ``--speedup``):
 
 - prefill: ``PREFILL_TOK_S`` uncached prompt tokens a second, one prompt at a time per backend;
-  cached prefix tokens cost nothing. Measured with llama.cpp's own timings (benchmarks/README.md,
-  "Fleet simulation", prefill probe): cold prompts of 226 and 752 tokens at 132 and 152 tokens/s;
-  a second turn's 39 new tokens behind a cached 226-780-token prefix at 100-125 tokens/s; the
-  bench's c=1 TTFT of 343 ms for a short prompt (benchmarks/README.md, Results) agrees.
+  cached prefix tokens cost nothing. Measured with llama.cpp's own timings (benchmarks/prefill_probe.py,
+  table in benchmarks/README.md, "Fleet simulation"): cold prompts of 227 and 754 tokens at 157-163
+  tokens/s; a next turn's 39 new tokens behind 266-818 tokens of context at 101-127 tokens/s; the
+  bench's c=1 TTFT of 343 ms for a short prompt (benchmarks/README.md, Results) agrees. Prompts over
+  ~1,000 tokens were 2-10x slower per token on this CPU; not modelled.
 - decode: the step time of a batch of b sequences, linear between the inter-token latencies
   measured at c=1, 8, 16 (``ITL_POINTS``: inferd→llama.cpp, benchmarks/README.md, "vLLM ... Results
   (quiet machine)": 23.7, 114.4, 202.9 ms), taken when a request's first token is out.
@@ -52,7 +53,7 @@ from fleet_model import OK, BUSY, BackendSpec, Faults, Simulation, Stats, Traffi
 from inferd.engines.routing import (BackendView, Circuit, CircuitBreaker, Outcome, Policy,  # noqa: E402
                                     PrefixAffinity, PrefixTable, extend_key, make_policy)
 
-PREFILL_TOK_S = 140.0  # uncached prompt tokens/s (prefill probe: 132-152 cold, 100-125 behind a cached prefix)
+PREFILL_TOK_S = 140.0  # uncached prompt tokens/s (prefill probe: 157-163 cold, 101-127 behind a cached prefix)
 ITL_POINTS = ((1, 0.0237), (8, 0.1144), (16, 0.2029))  # s per decode step at 1, 8, 16 sequences (engines.py)
 SLOTS = 16
 QUEUE = 16
