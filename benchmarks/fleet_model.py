@@ -115,6 +115,7 @@ class Turn:
     output: int
     counted: bool
     keys: list[str]
+    gateway: int  # which gateway the load balancer in front handed it to (retries stay there)
     tried: list[int] = field(default_factory=list)
     outcome: str = ""
     first_token: float = -1.0
@@ -205,15 +206,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Simulation:
-    """One run: a fleet of backends, conversation traffic, scheduled faults, one router."""
+    """One run: a fleet of backends, conversation traffic, scheduled faults, one router per gateway."""
 
-    def __init__(self, router: Router, num_backends: int, spec: BackendSpec, traffic: Traffic, faults: Faults,
+    def __init__(self, routers: list[Router], num_backends: int, spec: BackendSpec, traffic: Traffic, faults: Faults,
                  gateway_s: float, seed: int, extend_key: Callable[[str, str], str]) -> None:
-        self.router, self.traffic, self.faults, self.gateway_s = router, traffic, faults, gateway_s
+        self.routers, self.traffic, self.faults, self.gateway_s = routers, traffic, faults, gateway_s
         self.extend_key = extend_key
         self.system_key = extend_key("", "system prompt")  # every conversation shares it
         self.seed = seed
         self.rng = random.Random(seed)  # conversation arrivals
+        self.balancer_rng = random.Random(seed + 2)  # the load balancer's pick of a gateway, per request
         self.fault_rng = random.Random(seed + 1)  # faults independent of traffic: the same schedule per policy
         self.backends = [Backend(i, spec) for i in range(num_backends)]
         self.stats = Stats()
@@ -269,7 +271,8 @@ class Simulation:
             return
         conv.turns_left -= 1
         conv.keys.append(self.extend_key(conv.keys[-1], f"{conv.key} user {conv.turns_left}"))
-        turn = Turn(conv, self.now, conv.history + user, output, self.now >= 0, list(conv.keys))
+        gateway = self.balancer_rng.randrange(len(self.routers)) if len(self.routers) > 1 else 0
+        turn = Turn(conv, self.now, conv.history + user, output, self.now >= 0, list(conv.keys), gateway)
         conv.history += user + output
         conv.keys.append(self.extend_key(conv.keys[-1], f"{conv.key} assistant {conv.turns_left}"))
         if turn.counted:
@@ -295,22 +298,23 @@ class Simulation:
 
     # -- the gateway ------------------------------------------------------------------------
     def _route(self, turn: Turn) -> None:
-        backend = self.router.choose(self.now, turn.keys, turn.tried)
+        router = self.routers[turn.gateway]
+        backend = router.choose(self.now, turn.keys, turn.tried)
         if backend is None:
             self._finish(turn, "503 all full or down")
             return
-        if turn.counted and self.router.blocks(backend, self.now):
+        if turn.counted and router.blocks(backend, self.now):
             self.stats.blocked_routes += 1
         if turn.tried and turn.counted:
             self.stats.retries += 1
         turn.tried.append(backend)
-        ticket = self.router.dispatched(backend, self.now)
+        ticket = router.dispatched(backend, self.now)
         self.at(self.now + self.gateway_s, _ARRIVE, Attempt(turn, backend, self.backends[backend].epoch, ticket))
 
     def _attempt_ended(self, att: Attempt, outcome: str) -> None:
         ok = outcome == OK
-        self.router.finished(att.backend, self.now, outcome, att.ticket, att.turn.prompt if ok else 0,
-                             att.turn.cached if ok else 0)
+        self.routers[att.turn.gateway].finished(att.backend, self.now, outcome, att.ticket,
+                                                att.turn.prompt if ok else 0, att.turn.cached if ok else 0)
         if outcome == OK:
             self._finish(att.turn, OK)
         elif att.first_byte:
@@ -403,7 +407,8 @@ class Simulation:
         b.prefill_free_at = self.now
 
     def _health(self, _: object) -> None:
-        for b in self.backends:
-            self.router.health(b.index, b.state == "up", self.now)
+        for router in self.routers:  # every gateway checks every backend
+            for b in self.backends:
+                router.health(b.index, b.state == "up", self.now)
         if self.now < self.end:
             self.at(self.now + self.faults.health_interval_s, _HEALTH)

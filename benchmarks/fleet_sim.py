@@ -124,15 +124,19 @@ def build(args: argparse.Namespace) -> tuple[BackendSpec, Traffic, Faults]:
 
 def simulate(policy_name: str, args: argparse.Namespace) -> Result:
     spec, traffic, faults = build(args)
-    policy = make_policy(policy_name)
-    if isinstance(policy, PrefixAffinity):
-        policy = PrefixAffinity(threshold=args.affinity_threshold, table=PrefixTable(args.prefix_table))
-    router = PolicyRouter(policy, args.backends, args.slots, args.queue,
-                          args.failures_to_open, args.cool_off)
+    routers = [PolicyRouter(new_policy(policy_name, args), args.backends, args.slots, args.queue,
+                            args.failures_to_open, args.cool_off) for _ in range(args.gateways)]
     t0 = time.perf_counter()
-    sim = Simulation(router, args.backends, spec, traffic, faults, GATEWAY_S, args.seed, extend_key)
+    sim = Simulation(list(routers), args.backends, spec, traffic, faults, GATEWAY_S, args.seed, extend_key)
     stats = sim.run()
-    return Result(policy_name, stats, router.times_opened(), time.perf_counter() - t0)
+    return Result(policy_name, stats, sum(r.times_opened() for r in routers), time.perf_counter() - t0)
+
+
+def new_policy(name: str, args: argparse.Namespace) -> Policy:
+    """The real policy by name; prefix affinity with the threshold and table size asked for."""
+    if name == PrefixAffinity.name:
+        return PrefixAffinity(threshold=args.affinity_threshold, table=PrefixTable(args.prefix_table))
+    return make_policy(name)
 
 
 def table(results: list[Result], seconds: float) -> str:
@@ -155,6 +159,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
     add("--backends", type=int, default=100)
+    add("--gateways", type=int, default=1,
+        help="gateways, each with its own policy state (counts, breakers, prefix table); a load balancer "
+             "hands each request to one at random")
     add("--rps", type=float, default=2000.0, help="target requests (conversation turns) per second")
     add("--seconds", type=float, default=60.0, help="measured window (simulated seconds)")
     add("--warmup", type=float, default=90.0, help="simulated seconds of traffic before the window, not counted")
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(simulate(name, args))
         r = results[-1]
         print(f"[{name}] {r.stats.events:,} events in {r.wall_s:.1f} s", file=sys.stderr, flush=True)
-    print(f"{args.backends} backends, target {args.rps:g} req/s, {args.seconds:g} s measured after "
+    print(f"{args.backends} backends, {args.gateways} gateway(s), target {args.rps:g} req/s, {args.seconds:g} s measured after "
           f"{args.warmup:g} s warm-up, seed {args.seed}, speed-up {args.speedup:g}, cache {args.cache_tokens:,} "
           f"tokens/backend, MTBF {args.mtbf:g} s, MTTR {args.mttr:g} s\n")
     print(table(results, args.seconds))

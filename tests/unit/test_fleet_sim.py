@@ -23,9 +23,10 @@ def run(policy: str, argv: list[str]) -> fleet_sim.Result:
     return fleet_sim.simulate(policy, fleet_sim.parse_args(argv))
 
 
+@pytest.mark.parametrize("gateways", ["1", "3"])
 @pytest.mark.parametrize("policy", fleet_sim.POLICIES)
-def test_every_request_is_accounted_for_under_failures(policy: str) -> None:
-    r = run(policy, FAULTY)
+def test_every_request_is_accounted_for_under_failures(policy: str, gateways: str) -> None:
+    r = run(policy, FAULTY + ["--gateways", gateways])
     s = r.stats
     assert s.issued > 60
     assert s.completed + s.num_failed == s.issued, (s.completed, s.failed, s.issued)
@@ -33,9 +34,10 @@ def test_every_request_is_accounted_for_under_failures(policy: str) -> None:
     assert len(s.ttft) == s.completed and min(s.ttft) > 0
 
 
+@pytest.mark.parametrize("gateways", ["1", "3"])
 @pytest.mark.parametrize("policy", fleet_sim.POLICIES)
-def test_no_request_goes_to_an_open_circuit(policy: str) -> None:
-    r = run(policy, FAULTY)
+def test_no_request_goes_to_an_open_circuit(policy: str, gateways: str) -> None:
+    r = run(policy, FAULTY + ["--gateways", gateways])
     assert r.opened > 0
     assert r.stats.blocked_routes == 0
 
