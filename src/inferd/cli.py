@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Sequence
 
-from .library import load_library
+from .library import ModelSpec, load_library
 from .provider.admin import add_commands, first_keys, run_keys, run_usage
 from .settings import Settings, load_settings
 
@@ -64,6 +64,7 @@ def show_models(settings: Settings) -> int:
             path = spec.model_path(settings.model_files_dir)
             line += f" file={path} ({'present' if path.is_file() else 'not assembled yet'})"
         print(line + _engine_state(live.get(spec.id)))
+        _show_backends(spec, (live.get(spec.id) or {}).get("backends") or [])
     if live is _NO_SERVER:
         print(f"(no server answers at http://{settings.host}:{settings.port}: engine states unknown)")
     return 0
@@ -79,6 +80,21 @@ def _live_engines(settings: Settings) -> dict:
         return httpx.get(f"http://{settings.host}:{settings.port}/health", timeout=3).json().get("engines", {})
     except (httpx.HTTPError, ValueError):
         return _NO_SERVER
+
+
+def _show_backends(spec: ModelSpec, cards: list[dict]) -> None:
+    """One line per backend of a routed model: its engine, and its live routing state when known."""
+    live = {card["name"]: card for card in cards}
+    for backend in spec.backends:
+        where = f" upstream={backend.spec.upstream.url}" if backend.spec.upstream is not None else ""
+        line = f"  backend {backend.name:<22} engine={backend.spec.engine} parallel={backend.spec.parallel}{where}"
+        card = live.get(backend.name)
+        if card:
+            rate = card.get("cached_rate")
+            line += (f" state={card['state']} healthy={card['healthy']} circuit={card['circuit']} "
+                     f"in_flight={card['in_flight']}/{card['capacity']} served={card['served']} "
+                     f"cached={'-' if rate is None else f'{rate:.0%}'} pid={card.get('pid') or '-'}")
+        print(line)
 
 
 def _engine_state(card: dict | None) -> str:

@@ -7,7 +7,7 @@ The library is data: a TOML file. The packaged default lives beside this module
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from .chat.reasoning.styles import EFFORTS, NoReasoning, ReasoningStyle, build_style
 from .chat.tools.policies import Hermes, ToolPolicy, build_policy
 from .engines.flavours import FLAVOURS
+from .engines.routing import POLICIES
 from .errors import ModelNotFound
 from .provider.pricing import Pricing, parse_pricing
 
@@ -78,6 +79,31 @@ class VllmOptions:
 
 
 @dataclass(frozen=True)
+class RoutingOptions:
+    """``[models.routing]`` of an entry with several backends (engines/routing.py holds the policies)."""
+
+    policy: str = "prefix_affinity"  # round_robin | least_outstanding | prefix_affinity
+    prefer: bool = False  # the lowest-ranked backend while it has a free slot, then least-outstanding
+    health_interval: float = 5.0  # seconds between active health checks of each backend
+    failures_to_open: int = 3  # consecutive failures (errors, timeouts) that open a backend's circuit
+    cool_off: float = 10.0  # seconds an open circuit waits before one probe request
+    affinity_threshold: float = 0.25  # how much busier (share of capacity) the prefix's backend may be
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One of several engines serving one model id: ``spec`` is that engine as a single-engine entry."""
+
+    name: str
+    spec: "ModelSpec"
+    queue: int | None = None  # requests waiting beyond its slots; None: the server's max_queue
+    rank: int = 0  # preference, lowest first (with routing.prefer)
+
+    def capacity(self, max_queue: int) -> int:
+        return self.spec.parallel + (max_queue if self.queue is None else self.queue)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     engine: str
@@ -106,11 +132,22 @@ class ModelSpec:
     # temperature 0 or a seed gives the same output whatever the load and the prompt cache (costs speed;
     # see benchmarks/README.md)
     reproducible: bool = False
+    # engine "routed": several engines behind this id ([[models.backends]]), and how requests are spread
+    backends: tuple[BackendSpec, ...] = ()
+    routing: RoutingOptions | None = None
 
     @property
     def flavour(self) -> str:
         """The protocol dialect inferd speaks to this model's engine (engines/flavours.py)."""
+        if self.backends:
+            return self.backends[0].spec.flavour  # the backends agree on what matters (see _routed)
         return self.upstream.flavour if self.upstream is not None else self.engine
+
+    def capacity(self, max_queue: int) -> int:
+        """Requests the model takes at once: slots plus waiting places, over all its backends."""
+        if self.backends:
+            return sum(b.capacity(max_queue) for b in self.backends)
+        return self.parallel + max_queue
 
     def model_path(self, models_dir: Path) -> Path:
         return self.file if self.file is not None else models_dir / self.filename
@@ -151,6 +188,8 @@ def load_library(path: Path | None = None) -> Library:
 
 
 def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
+    if "backends" in entry:
+        return _routed(dict(entry), base)
     entry = dict(entry)
     model_id = entry.pop("id", None)
     missing = [key for key in ("id", "context_length") if key not in entry and not (key == "id" and model_id)]
@@ -192,6 +231,54 @@ def _spec(entry: dict[str, Any], base: Path) -> ModelSpec:
         defaults=dict(entry.pop("defaults", {})),
         **entry,
     )
+
+
+BACKEND_KEYS = ("name", "engine", "parallel", "queue", "rank", "upstream", "vllm")
+
+
+def _routed(entry: dict[str, Any], base: Path) -> ModelSpec:
+    """An entry with ``[[models.backends]]``: each backend is the entry's own keys plus its table's (engine,
+    parallel, upstream or vllm), built and checked as a single-engine entry; the model is ``routed``."""
+    model_id, tables = entry.get("id", "?"), entry.pop("backends")
+    routing = _typed(model_id, "routing", RoutingOptions, dict(entry.pop("routing", {})))
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise ValueError(f"library entry '{model_id}': [[models.backends]] must be a list of tables")
+    if set(entry) & {"engine", "upstream", "vllm"}:
+        raise ValueError(f"library entry '{model_id}': with [[models.backends]], 'engine', [models.upstream] and "
+                         "[models.vllm] belong in each backend")
+    if routing.policy not in POLICIES:
+        raise ValueError(f"library entry '{model_id}': unknown routing policy '{routing.policy}' (known: "
+                         f"{', '.join(POLICIES)})")
+    backends = [_backend(model_id, i, entry, dict(t), base) for i, t in enumerate(tables)]
+    names = [b.name for b in backends]
+    if len(set(names)) != len(names):
+        raise ValueError(f"library entry '{model_id}': backend names must differ (got {names})")
+    first = backends[0].spec
+    flavours = [FLAVOURS[b.spec.flavour] for b in backends]
+    if len({(f.native, f.continues) for f in flavours}) > 1:
+        raise ValueError(f"library entry '{model_id}': its backends must agree on whether the server handles tools "
+                         f"itself and can continue a turn (flavours: {', '.join(f.name for f in flavours)})")
+    supported = tuple(p for p in first.supported_parameters if all(b.spec.supports(p) for b in backends))
+    return replace(first, engine="routed", parallel=sum(b.spec.parallel for b in backends), upstream=None, vllm=None,
+                   supported_parameters=supported, backends=tuple(backends), routing=routing)
+
+
+def _backend(model_id: str, index: int, entry: dict[str, Any], table: dict[str, Any], base: Path) -> BackendSpec:
+    unknown = sorted(set(table) - set(BACKEND_KEYS))
+    if unknown:
+        raise ValueError(f"library entry '{model_id}': a backend takes {', '.join(BACKEND_KEYS)}; got {unknown}")
+    name = str(table.pop("name", f"{table.get('engine', 'llamacpp')}-{index}"))
+    queue, rank = table.pop("queue", None), int(table.pop("rank", 0))
+    if queue is not None and (not isinstance(queue, int) or queue < 0):
+        raise ValueError(f"library entry '{model_id}': backend '{name}' queue must be an integer >= 0")
+    single = {**entry, **table}
+    if table.get("engine") == "openai" or dict(table.get("vllm") or {}).get("model"):  # not this backend's weights
+        single.pop("file", None), single.pop("source", None)
+    try:
+        spec = _spec(single, base)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (backend '{name}')") from None
+    return BackendSpec(name=name, spec=spec, queue=queue, rank=rank)
 
 
 def _check_weights(model_id: str, kind: str, has_file: bool, has_source: bool, vllm: VllmOptions | None) -> None:

@@ -14,6 +14,7 @@ ENGINES = {
     "llamacpp": "inferd.engines.llamacpp:LlamaCppEngine",
     "vllm": "inferd.engines.vllm:VllmEngine",
     "openai": "inferd.engines.openai:OpenAIEngine",
+    "routed": "inferd.engines.router:RoutedEngine",  # several of the above behind one model id
 }
 
 

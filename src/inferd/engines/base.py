@@ -121,11 +121,13 @@ class EngineStatus:
     """Where an engine stands: ``state`` is starting | ready | restarting | failed | stopping | stopped."""
 
     state: str
-    kind: str  # the library's engine name: llamacpp | vllm | openai
+    kind: str  # the library's engine name: llamacpp | vllm | openai | routed
     pid: int | None = None  # the engine's process, for a child inferd supervises
     rss_bytes: int | None = None  # resident memory of that process and its children
     restarts: int = 0
     error: str = ""  # why it failed or last went down
+    # a routed engine: one card per backend (name, kind, state, pid, healthy, circuit, in_flight, capacity, ...)
+    backends: tuple[dict[str, Any], ...] = ()
 
     @property
     def is_ready(self) -> bool:

@@ -50,6 +50,11 @@ class ManagedEngine(HTTPEngine):
         except httpx.HTTPError:
             return False
 
+    async def probe(self) -> bool:
+        """An active health check: the process is up and its server answers (a router asks on an interval)."""
+        sup = self._supervisor
+        return sup is not None and sup.state == "ready" and await self._ready(sup.url)
+
     def status(self) -> EngineStatus:
         sup = self._supervisor
         if sup is None:

@@ -44,6 +44,13 @@ class OpenAIEngine(HTTPEngine):
     def chat_url(self) -> str:
         return self._base + "/chat/completions"
 
+    async def probe(self) -> bool:
+        """An active health check: the upstream answers ``GET /models`` without a server error."""
+        try:
+            return (await self._upstream.get(self._base + "/models", timeout=5.0)).status_code < 500
+        except httpx.HTTPError:
+            return False
+
     async def start(self) -> None:
         """Say whether the upstream answers; it may come up later, so this never fails the model."""
         try:

@@ -80,7 +80,7 @@ class EnginePool:
         if status.state != "ready" or state.engine is None:
             raise Unavailable(f"Model '{spec.id}' failed to load: {status.error}", retry_after=60,
                               code="model_unavailable")
-        if state.in_flight >= spec.parallel + self._settings.max_queue:
+        if state.in_flight >= spec.capacity(self._settings.max_queue):
             raise Unavailable(f"Model '{spec.id}' is at capacity ({state.in_flight} requests in progress or "
                               "queued); retry after the Retry-After interval.", retry_after=1)
         state.in_flight += 1
@@ -117,9 +117,13 @@ class EnginePool:
                 **({"errors": errors} if errors else {})}
 
     def _engine_card(self, model_id: str, status: EngineStatus) -> dict[str, Any]:
-        return {"kind": status.kind, "state": status.state, "pid": status.pid,
+        card = {"kind": status.kind, "state": status.state, "pid": status.pid,
                 "rss_bytes": tree_rss(status.pid) if status.pid else None, "restarts": status.restarts,
                 "in_flight": self._states[model_id].in_flight, "last_error": status.error or None}
+        if status.backends:
+            card["backends"] = [{**b, "rss_bytes": tree_rss(b["pid"]) if b.get("pid") else None}
+                                for b in status.backends]
+        return card
 
     async def close(self) -> None:
         """Stop every engine; requests still in flight end with a shutting-down error."""
