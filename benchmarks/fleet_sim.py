@@ -12,7 +12,8 @@ What the gateway does, as the simulation does it: the policy's ``choose`` picks 
 breaker (a refused connection or a timeout is ``FAILED``); a failure before the first byte is
 retried once, the failed backend excluded; after the first byte it is an error to the client; an
 active health check sets ``healthy`` every ``--health-interval`` seconds, and a backend seen back
-after being down has its entries dropped from the prefix table (its cache is empty).
+after being down has its entries dropped from the prefix table (its cache is empty). One gateway, or
+``--gateways N`` sharing nothing, each request handed to one of them at random.
 
 Backend model, from measurements on the 2-core development machine (packaged
 Qwen2.5-Coder-0.5B-Instruct Q4_K_M on llama.cpp; every time is divided by ``--speedup``):
@@ -28,7 +29,7 @@ Qwen2.5-Coder-0.5B-Instruct Q4_K_M on llama.cpp; every time is divided by ``--sp
   (quiet machine)": 23.7, 114.4, 202.9 ms), taken when a request's first token is out.
 - capacity: 16 slots (the slots those measurements ran with) plus a queue of ``QUEUE``.
 - prefix cache: an LRU of conversations (tokens of prompt + answer), bounded by ``--cache-tokens``;
-  the default 65,536 is llama.cpp's KV cells as inferd configures them (16 slots x 4,096 tokens).
+  the default 65,536 is llama.cpp's KV cells as the engines.py measurements ran (16 slots x 4,096).
   A backend that served anything holds the shared system prompt.
 - gateway: ``GATEWAY_S`` per attempt (benchmarks/README.md, "TTFT overhead": about 2 ms), not sped up.
 
