@@ -294,3 +294,24 @@ def test_a_slow_backend_opens_its_circuit_and_the_other_takes_the_load(fleet: Fl
     line = next(line for line in listing.splitlines() if line.strip().startswith("backend slow "))
     assert "engine=openai" in line and "circuit=open" in line and "healthy=True" in line, listing
     assert any(f"served={len(results)}" in line for line in listing.splitlines() if "backend fast " in line), listing
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one series in a Prometheus text scrape (None: no such series)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.startswith(name + "{") and ",".join(sorted(series[len(name) + 1:-1].split(","))) == wanted:
+            return float(value)
+    return None
+
+
+def test_metrics_have_a_series_per_backend(fleet: Fleet) -> None:
+    text = httpx.get(fleet.server.url + "/metrics", timeout=10).text
+    for name in ("a", "b", "c"):
+        assert metric(text, "inferd_slots", model_name="fleet", backend=name) == 2, name
+        assert metric(text, "vllm:num_requests_running", model_name="fleet", backend=name) == 0, name
+    assert metric(text, "inferd_slots", model_name="slow", backend="slow") == 2
+    assert metric(text, "inferd_engine_ready", model_name="slow", backend="slow") == 0  # its circuit is open
+    assert metric(text, "inferd_engine_ready", model_name="slow", backend="fast") == 1
+    assert metric(text, "inferd_slots", model_name="fleet", backend="routed") is None  # no model-wide series

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import MetricsAuthFailed
-from ..library import Library
+from ..library import Library, ModelSpec
 from ..provider.meter import Meter
 from ..store import UsageRecord
 
@@ -131,17 +131,29 @@ class EngineCollector(Collector):
                                        labels=MODEL)
         engines = self._pool.health()["engines"]
         for spec in self._library:
-            card, labels = engines.get(spec.id, {}), [spec.id, spec.engine]
-            in_flight = card.get("in_flight", 0)
-            running.add_metric(labels, min(in_flight, spec.parallel))
-            waiting.add_metric(labels, max(in_flight - spec.parallel, 0))
-            slots.add_metric(labels, spec.parallel)
-            ready.add_metric(labels, 1 if card.get("state") == "ready" else 0)
-            restarts.add_metric(labels, card.get("restarts", 0))
+            for labels, card, parallel in _engine_rows(spec, engines.get(spec.id, {})):
+                in_flight = card.get("in_flight", 0)
+                running.add_metric(labels, min(in_flight, parallel))
+                waiting.add_metric(labels, max(in_flight - parallel, 0))
+                slots.add_metric(labels, parallel)
+                ready.add_metric(labels, 1 if _serving(card) else 0)
+                restarts.add_metric(labels, card.get("restarts", 0))
         yield from (running, waiting, slots, ready, restarts)
 
     def describe(self) -> Iterator[Any]:
         return iter(())
+
+
+def _engine_rows(spec: ModelSpec, card: dict[str, Any]) -> list[tuple[list[str], dict[str, Any], int]]:
+    """(labels, card, slots) per backend: the model's backends when it has several, else its one engine."""
+    if card.get("backends"):
+        return [([spec.id, b["name"]], b, b["slots"]) for b in card["backends"]]
+    return [([spec.id, spec.engine], card, spec.parallel)]
+
+
+def _serving(card: dict[str, Any]) -> bool:
+    """Ready, and for a backend also passing its health check with its circuit not open."""
+    return card.get("state") == "ready" and card.get("healthy", True) and card.get("circuit") != "open"
 
 
 def is_loopback(host: str | None) -> bool:

@@ -61,7 +61,7 @@ class Backend:
         rate = view.cached_rate
         return {"name": view.name, "kind": status.kind, "state": status.state, "pid": status.pid,
                 "restarts": status.restarts, "healthy": view.healthy, "circuit": view.circuit(now).value,
-                "in_flight": view.in_flight, "capacity": view.capacity, "rank": view.rank, "served": view.served,
+                "in_flight": view.in_flight, "slots": view.slots, "capacity": view.capacity, "rank": view.rank, "served": view.served,
                 "failures": view.breaker.failures, "circuit_opened": view.breaker.times_opened,
                 "cached_rate": None if rate is None else round(rate, 4),
                 "last_error": self.error or status.error or None}
