@@ -307,12 +307,17 @@ def test_huge_max_tokens_is_a_context_error_not_a_crash(server: Server, http: ht
 # ================================================================ routes
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/completions", "/api/v2/chat/completions", "/"])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/completions", "/api/v2/chat/completions", "/nope"])
 def test_unknown_route_is_404(server: Server, http: httpx.Client, path: str) -> None:
     response = http.post(path, json=request_body())
     assert_rejected(server, response, None, "not_found", status=404)
     response = http.get(path)
     assert_rejected(server, response, None, "not_found", status=404)
+
+
+def test_posting_to_the_console_is_405(server: Server, http: httpx.Client) -> None:
+    response = http.post("/", json=request_body())  # GET / is the console
+    assert_rejected(server, response, None, "method_not_allowed", status=405)
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
