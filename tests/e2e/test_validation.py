@@ -229,6 +229,8 @@ BOUNDARIES = [
     pytest.param({"min_p": 1}, id="min_p=1"),
     pytest.param({"repetition_penalty": 100}, id="repetition_penalty=100"),
     pytest.param({"repetition_penalty": 0.01}, id="repetition_penalty=0.01"),
+    # above 0, yet 0 in float32, in which engines sample (llama.cpp refused it as "penalty_repeat must be > 0")
+    pytest.param({"repetition_penalty": 1e-50}, id="repetition_penalty=1e-50"),
     pytest.param({"max_tokens": 1}, id="max_tokens=1"),
     pytest.param({"max_tokens": MISSING, "max_completion_tokens": 1}, id="max_completion_tokens=1"),
     pytest.param({"temperature": None, "top_p": None, "top_k": None, "stream": None}, id="nulls"),

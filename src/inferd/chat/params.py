@@ -19,6 +19,13 @@ API_DEFAULTS: dict[str, Any] = {
     "presence_penalty": 0.0,  # OpenAI: defaults to 0
     "frequency_penalty": 0.0,  # OpenAI: defaults to 0
 }
+# engines sample in float32: a positive value below its smallest normal number would reach them as 0
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def _positive(value: float) -> float:
+    """A value the contract keeps above 0, still above 0 in float32 (the seed allows any repetition_penalty > 0)."""
+    return max(value, FLOAT32_TINY)
 
 
 def ignored_parameters(spec: ModelSpec, given: dict[str, Any], unknown: tuple[str, ...]) -> list[str]:
@@ -46,7 +53,7 @@ def sampling(spec: ModelSpec, given: dict[str, Any]) -> Sampling:
         top_p=float(merged["top_p"]),
         top_k=int(merged["top_k"]),
         min_p=float(merged["min_p"]),
-        repetition_penalty=float(merged["repetition_penalty"]),
+        repetition_penalty=_positive(float(merged["repetition_penalty"])),
         max_tokens=merged["max_tokens"],
         seed=merged.get("seed"),
         presence_penalty=float(merged["presence_penalty"]),
