@@ -181,6 +181,18 @@ def test_backends_entry_builds_each_engine_and_sums_capacity(tmp_path: Path) -> 
     assert spec.routing is not None and spec.routing.prefer and spec.routing.policy == "least_outstanding"
 
 
+def test_each_backend_engine_is_built_with_its_own_queue(tmp_path: Path) -> None:
+    spec = library(tmp_path, TWO.replace('name = "b"\n', 'name = "b"\nqueue = 9\n'))
+    queues: list[int] = []
+
+    def make(backend_spec: ModelSpec, settings: Settings) -> FakeEngine:
+        queues.append(settings.max_queue)  # what sizes its connections and threads
+        return FakeEngine(backend_spec, settings)
+
+    RoutedEngine(spec, Settings(max_queue=3), factory=make)
+    assert queues == [3, 9]
+
+
 @pytest.mark.parametrize("backends, routing, message", [
     ('[[models.backends]]\nname = "a"\n[[models.backends]]\nname = "a"\n', "", "names must differ"),
     ('[[models.backends]]\nport = 1\n', "", "a backend takes"),

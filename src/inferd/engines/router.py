@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable
 
 from ..errors import APIError, EngineFailure, ModelSourceError, Unavailable
@@ -77,7 +77,7 @@ class RoutedEngine:
         self._spec = spec
         self._options = spec.routing or RoutingOptions()
         opts = self._options
-        self._backends = [Backend(b, make(b.spec, settings), BackendView(
+        self._backends = [Backend(b, make(b.spec, _own_queue(settings, b)), BackendView(
             b.name, slots=b.spec.parallel, queue=b.capacity(settings.max_queue) - b.spec.parallel, rank=b.rank,
             breaker=CircuitBreaker(opts.failures_to_open, opts.cool_off))) for b in spec.backends]
         self._views = [b.view for b in self._backends]
@@ -201,6 +201,12 @@ class RoutedEngine:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
         await asyncio.gather(*(b.engine.close() for b in self._backends))
+
+
+def _own_queue(settings: Settings, backend: BackendSpec) -> Settings:
+    """The settings a backend's engine is built with: its own queue, where it has one, sizes its connections
+    (and a llama.cpp child's HTTP threads) as the server's ``max_queue`` does for a single engine."""
+    return settings if backend.queue is None else replace(settings, max_queue=backend.queue)
 
 
 def _backend_fault(exc: APIError) -> bool:
