@@ -152,6 +152,17 @@ def choose_model(page: Any, model: str) -> None:
     page.select_option('select[name="model"]', model)
 
 
+def send_attached(tab: "Tab", key: str, path: Path, preview: str, prompt: str, max_tokens: int) -> tuple[dict, Any]:
+    """Sign in, pick the vision model, attach ``path`` (seen as ``preview``), send ``prompt``: as chat_request."""
+    tab.sign_in(key)
+    choose_model(tab.page, VLM)
+    tab.page.set_input_files('input[name="attachments"]', str(path))
+    tab.page.wait_for_selector(preview)
+    tab.page.fill('input[name="max_tokens"]', str(max_tokens))
+    tab.page.fill('textarea[name="prompt"]', prompt)
+    return chat_request(tab.page)
+
+
 def prompt_tokens_of(srv: Server, key: str, prompt: str) -> int:
     """The vision model's prompt tokens for a text-only message, asked directly."""
     plain = httpx.post(srv.url + "/api/v1/chat/completions", timeout=60, headers={"Authorization": f"Bearer {key}"},
@@ -302,14 +313,8 @@ def test_an_image_goes_to_the_vision_model(tab: Tab, user_key: str, artifacts: P
     text_only = prompt_tokens_of(console, user_key, prompt)
     picture = tmp_path / "red.png"
     picture.write_bytes(samples.png(32, 32, (255, 0, 0)))
-    tab.sign_in(user_key)
+    body, reply = send_attached(tab, user_key, picture, '.previews img[alt="red.png"]', prompt, max_tokens=4)
     page = tab.page
-    choose_model(page, VLM)
-    page.set_input_files('input[name="attachments"]', str(picture))
-    page.wait_for_selector('.previews img[alt="red.png"]')
-    page.fill('input[name="max_tokens"]', "4")
-    page.fill('textarea[name="prompt"]', prompt)
-    body, reply = chat_request(page)
     parts = body["messages"][0]["content"]
     assert parts[0] == {"type": "text", "text": prompt} and parts[1]["type"] == "image_url"
     assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
@@ -323,14 +328,7 @@ def test_a_video_goes_to_the_vision_model(tab: Tab, user_key: str, tmp_path: Pat
     text_only = prompt_tokens_of(console, user_key, prompt)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(samples.video(20, 10))  # 2 s: 2 frames at the model's default 1 fps
-    tab.sign_in(user_key)
-    page = tab.page
-    choose_model(page, VLM)
-    page.set_input_files('input[name="attachments"]', str(clip))
-    page.wait_for_selector(".previews video")
-    page.fill('input[name="max_tokens"]', "2")
-    page.fill('textarea[name="prompt"]', prompt)
-    body, reply = chat_request(page)
+    body, reply = send_attached(tab, user_key, clip, ".previews video", prompt, max_tokens=2)
     part = body["messages"][0]["content"][1]
     assert part["type"] == "video_url" and part["video_url"]["url"].startswith("data:video/mp4;base64,")
     assert stat(reply, "video frames") == "2"
